@@ -1,0 +1,43 @@
+"""Contracts: the single definition of what each model's artifacts must honour."""
+
+from contracts.encoder_v1 import ENCODER_V1
+from contracts.personality_v1 import PERSONALITY_V1
+from contracts.schema import (
+    CONTRACT_FORMAT,
+    ArtifactSpec,
+    Bound,
+    Contract,
+    ContractError,
+    Dim,
+    MetadataField,
+    OutputTolerance,
+    TensorSpec,
+    resolve_metadata,
+)
+
+REGISTRY: dict[str, Contract] = {c.name: c for c in (ENCODER_V1, PERSONALITY_V1)}
+
+
+def get_contract(name: str) -> Contract:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ContractError(f"unknown contract {name!r} (known: {', '.join(REGISTRY)})") from None
+
+
+__all__ = [
+    "CONTRACT_FORMAT",
+    "ENCODER_V1",
+    "PERSONALITY_V1",
+    "REGISTRY",
+    "ArtifactSpec",
+    "Bound",
+    "Contract",
+    "ContractError",
+    "Dim",
+    "MetadataField",
+    "OutputTolerance",
+    "TensorSpec",
+    "get_contract",
+    "resolve_metadata",
+]

@@ -1,0 +1,37 @@
+"""sha256 helpers shared by the reference, converters and verifier."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tree_sha256(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under ``root``, keyed by POSIX relative path."""
+    return {
+        path.relative_to(root).as_posix(): sha256_file(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+
+
+def encoder_fingerprint(minilm_sha256: str, tokenizer_hashes: dict[str, str], head_sha256: str) -> str:
+    """One hash naming encoder_v1's embedding space: MiniLM weights, tokenizer files, head weights."""
+    lines = [f"minilm/model.safetensors {minilm_sha256}"]
+    lines += [f"tokenizer/{name} {tokenizer_hashes[name]}" for name in sorted(tokenizer_hashes)]
+    lines.append(f"head {head_sha256}")
+    return sha256_text("\n".join(lines) + "\n")

@@ -1,0 +1,218 @@
+"""The contract data model: frozen dataclasses with a JSON round trip.
+
+A contract says what every artifact of a model must honour: tensor names,
+dtypes, shapes and flexible ranges, the Core ML and ONNX targets, the metadata
+keys, the updatable parameters and the numeric tolerances per artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Version of the contract.json layout. A bundle written by a newer toolkit is refused.
+CONTRACT_FORMAT = 1
+
+
+class ContractError(ValueError):
+    """A contract.json that cannot be read or does not fit the data model."""
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One tensor dimension: fixed when ``lower == upper``, flexible otherwise."""
+
+    name: str
+    lower: int
+    upper: int
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.lower == self.upper
+
+    def accepts(self, size: int) -> bool:
+        return self.lower <= size <= self.upper
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name: "float32", "int32"
+    shape: tuple[Dim, ...]
+    description: str = ""
+    unit_norm: bool = False  # rows have L2 norm 1
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A limit on one error metric, with the value measured when it was set."""
+
+    metric: str  # a name from verify.compare.METRICS
+    limit: float
+    measured: float | None = None
+
+
+@dataclass(frozen=True)
+class OutputTolerance:
+    output: str
+    bounds: tuple[Bound, ...]
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One deliverable file of a bundle: a format at a precision."""
+
+    format: str  # "coreml" | "onnx"
+    precision: str  # "fp32" | "fp16" | "int8"
+    filename: str
+    tolerances: tuple[OutputTolerance, ...]
+    max_size_ratio: float | None = None  # size budget relative to the same format's fp32
+
+    @property
+    def key(self) -> str:
+        return f"{self.format}-{self.precision}"
+
+    def tolerance_for(self, output: str) -> OutputTolerance | None:
+        return next((t for t in self.tolerances if t.output == output), None)
+
+
+@dataclass(frozen=True)
+class MetadataField:
+    """A required metadata key. ``value`` is fixed by the contract; otherwise
+    ``source`` names the bundle fact it must equal (see verify.checks.metadata)."""
+
+    key: str
+    value: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class CoreMLTarget:
+    model_type: str = "mlProgram"
+    deployment_target: str = "iOS17"
+    spec_version: int = 8  # iOS 17 / macOS 14
+
+
+@dataclass(frozen=True)
+class OnnxTarget:
+    min_opset: int = 17
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: str
+    description: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: tuple[MetadataField, ...]
+    artifacts: tuple[ArtifactSpec, ...]
+    updatable: tuple[str, ...] = ()
+    golden_batch_sizes: tuple[int, ...] = (1, 7, 64)
+    coreml: CoreMLTarget = field(default_factory=CoreMLTarget)
+    onnx: OnnxTarget = field(default_factory=OnnxTarget)
+
+    def input(self, name: str) -> TensorSpec:
+        return _by_name(self.inputs, name, "input")
+
+    def output(self, name: str) -> TensorSpec:
+        return _by_name(self.outputs, name, "output")
+
+    def artifact(self, key: str) -> ArtifactSpec:
+        for artifact in self.artifacts:
+            if artifact.key == key:
+                return artifact
+        raise KeyError(f"contract {self.name} has no artifact {key!r}")
+
+    @property
+    def batch(self) -> Dim:
+        return self.inputs[0].shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"contract_format": CONTRACT_FORMAT, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Contract:
+        try:
+            fmt = data.get("contract_format")
+            if fmt != CONTRACT_FORMAT:
+                newer = isinstance(fmt, int) and fmt > CONTRACT_FORMAT
+                raise ContractError(
+                    f"contract_format {fmt!r} is not supported (this toolkit reads {CONTRACT_FORMAT})"
+                    + ("; upgrade coreml-contract" if newer else "")
+                )
+            return cls(
+                name=data["name"],
+                version=data["version"],
+                description=data["description"],
+                inputs=tuple(_tensor(t) for t in data["inputs"]),
+                outputs=tuple(_tensor(t) for t in data["outputs"]),
+                metadata=tuple(MetadataField(**m) for m in data["metadata"]),
+                artifacts=tuple(_artifact(a) for a in data["artifacts"]),
+                updatable=tuple(data["updatable"]),
+                golden_batch_sizes=tuple(data["golden_batch_sizes"]),
+                coreml=CoreMLTarget(**data["coreml"]),
+                onnx=OnnxTarget(**data["onnx"]),
+            )
+        except ContractError:
+            raise
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ContractError(f"malformed contract: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Contract:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"contract is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ContractError("contract is not a JSON object")
+        return cls.from_dict(data)
+
+
+def _by_name(specs: tuple[TensorSpec, ...], name: str, kind: str) -> TensorSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no {kind} named {name!r}")
+
+
+def _tensor(data: dict[str, Any]) -> TensorSpec:
+    return TensorSpec(
+        name=data["name"],
+        dtype=data["dtype"],
+        shape=tuple(Dim(**d) for d in data["shape"]),
+        description=data.get("description", ""),
+        unit_norm=data.get("unit_norm", False),
+    )
+
+
+def _artifact(data: dict[str, Any]) -> ArtifactSpec:
+    return ArtifactSpec(
+        format=data["format"],
+        precision=data["precision"],
+        filename=data["filename"],
+        tolerances=tuple(
+            OutputTolerance(output=t["output"], bounds=tuple(Bound(**b) for b in t["bounds"]))
+            for t in data["tolerances"]
+        ),
+        max_size_ratio=data.get("max_size_ratio"),
+    )
+
+
+def resolve_metadata(contract: Contract, facts: dict[str, str]) -> dict[str, str]:
+    """Expected metadata: fixed values from the contract, the rest from bundle ``facts``
+    (``tokens``, ``weights_provenance``, ``encoder_fingerprint``)."""
+    resolved = {}
+    for item in contract.metadata:
+        if item.value is not None:
+            resolved[item.key] = item.value
+        elif item.source in facts:
+            resolved[item.key] = facts[item.source]
+        else:
+            raise ContractError(f"metadata {item.key!r} needs bundle fact {item.source!r}, which is missing")
+    return resolved

@@ -1,0 +1,1 @@
+"""Converters: PyTorch reference → Core ML and ONNX artifacts, assembled into bundles."""

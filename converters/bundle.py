@@ -1,0 +1,267 @@
+"""Build a bundle: artifacts, contract.json, goldens, support files and manifest.json.
+
+The bundle is assembled in a staging directory and published in one step, so an
+existing bundle is replaced only when the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from contracts import ENCODER_V1, PERSONALITY_V1, ArtifactSpec, Contract, resolve_metadata
+from contracts.hashing import sha256_file, tree_sha256
+from converters.atomic import staged_directory
+from golden.generate import encoder_golden, load_corpus, personality_golden
+from golden.store import write_golden
+from reference.encoder import TOKENIZER_FILES, LoadedEncoder, load_encoder
+from reference.personality import LoadedPersonality, load_personality
+from reference.tokens import load_tokens
+from reference.version import reference_code_sha256
+
+MANIFEST_FORMAT = 1
+_TOOLS = ("coremltools", "torch", "onnx", "onnxruntime", "transformers", "numpy", "safetensors")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BuildOptions:
+    encoder_weights: Path | None = None
+    personality_weights: Path | None = None
+    tokens: Path | None = None
+    seed: int = 0
+    precisions: tuple[str, ...] = ("fp32",)
+    log: Log = field(default=lambda message: None)
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for tool in _TOOLS:
+        try:
+            versions[tool] = importlib_metadata.version(tool)
+        except importlib_metadata.PackageNotFoundError:
+            versions[tool] = "absent"
+    return versions
+
+
+class _Steps:
+    """Timed, numbered progress lines for one bundle."""
+
+    def __init__(self, name: str, total: int, log: Log) -> None:
+        self.name, self.total, self.log, self.done = name, total, log, 0
+
+    def run(self, label: str, action: Callable[[], object]) -> object:
+        self.done += 1
+        start = time.perf_counter()
+        result = action()
+        self.log(f"{self.name} [{self.done}/{self.total}] {label} ({time.perf_counter() - start:.1f} s)")
+        return result
+
+
+def _selected(contract: Contract, precisions: tuple[str, ...]) -> list[ArtifactSpec]:
+    return [a for a in contract.artifacts if a.precision in precisions]
+
+
+def _write_artifact(
+    artifact: ArtifactSpec,
+    module: torch.nn.Module,
+    contract: Contract,
+    example: tuple[torch.Tensor, ...],
+    target: Path,
+    metadata: dict[str, str],
+) -> None:
+    if artifact.format == "coreml":
+        from converters.coreml import convert_to_mlprogram
+
+        convert_to_mlprogram(module, contract, example, artifact.precision, metadata).save(str(target))
+    elif artifact.format == "onnx":
+        from converters.onnx_export import export_onnx
+
+        if artifact.precision != "fp32":
+            raise NotImplementedError(f"ONNX {artifact.precision} is not built yet")
+        export_onnx(module, contract, example, target, metadata)
+    else:
+        raise ValueError(f"unknown artifact format {artifact.format!r}")
+
+
+def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], extra: dict) -> None:
+    files = tree_sha256(staging)
+    artifacts = {}
+    for artifact in contract.artifacts:
+        path = staging / artifact.filename
+        if path.exists():
+            size = (
+                sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                if path.is_dir()
+                else path.stat().st_size
+            )
+            artifacts[artifact.key] = {"path": artifact.filename, "size_bytes": size}
+    manifest = {
+        "manifest_format": MANIFEST_FORMAT,
+        "contract": {"name": contract.name, "version": contract.version},
+        "files": files,
+        "artifacts": artifacts,
+        "weights_provenance": facts["weights_provenance"],
+        "encoder_fingerprint": facts["encoder_fingerprint"],
+        "reference_code_sha256": reference_code_sha256(),
+        "tools": tool_versions(),
+        **extra,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def _write_common(staging: Path, contract: Contract) -> None:
+    (staging / "contract.json").write_text(contract.to_json())
+
+
+def build_encoder_bundle(
+    final: Path, encoder: LoadedEncoder, golden: tuple[dict[str, np.ndarray], dict], options: BuildOptions
+) -> Path:
+    contract = ENCODER_V1
+    artifacts = _selected(contract, options.precisions)
+    steps = _Steps(contract.name, 2 + len(artifacts), options.log)
+    facts = {
+        "weights_provenance": encoder.describe_provenance(),
+        "encoder_fingerprint": encoder.fingerprint,
+    }
+    metadata = resolve_metadata(contract, facts)
+    with staged_directory(final) as staging:
+        tensors, info = golden
+        steps.run(
+            "golden vectors",
+            lambda: write_golden(
+                staging / "golden", tensors, {**info, **_golden_provenance(contract, facts)}
+            ),
+        )
+        example = tuple(encoder.tokenize(["a short text", "a somewhat longer example text"]).values())
+        for artifact in artifacts:
+            steps.run(
+                f"{artifact.key} → {artifact.filename}",
+                lambda a=artifact: _write_artifact(
+                    a, encoder.model, contract, example, staging / a.filename, metadata
+                ),
+            )
+
+        def support_files() -> None:
+            _write_common(staging, contract)
+            (staging / "tokenizer").mkdir()
+            for name in TOKENIZER_FILES:
+                shutil.copyfile(encoder.tokenizer_dir / name, staging / "tokenizer" / name)
+            _write_manifest(
+                staging,
+                contract,
+                facts,
+                {
+                    "seed": options.seed,
+                    "sources": {
+                        "minilm_sha256": encoder.minilm_sha256,
+                        "tokenizer": encoder.tokenizer_hashes(),
+                        "head_state_sha256": encoder.head_provenance.state_sha256,
+                        "head_file_sha256": encoder.head_provenance.file_sha256,
+                        "demo_weights": encoder.head_provenance.kind == "demo",
+                    },
+                },
+            )
+
+        steps.run("contract, tokenizer, manifest", support_files)
+    return final
+
+
+def build_personality_bundle(
+    final: Path,
+    personality: LoadedPersonality,
+    encoder: LoadedEncoder,
+    corpus_embeddings: np.ndarray,
+    texts: list[str],
+    options: BuildOptions,
+) -> Path:
+    contract = PERSONALITY_V1
+    tokens = load_tokens(options.tokens)
+    artifacts = _selected(contract, options.precisions)
+    steps = _Steps(contract.name, 2 + len(artifacts), options.log)
+    facts = {
+        "weights_provenance": personality.provenance.describe(),
+        "encoder_fingerprint": encoder.fingerprint,
+        "tokens": ",".join(tokens),
+    }
+    metadata = resolve_metadata(contract, facts)
+    with staged_directory(final) as staging:
+        tensors, info = steps.run(
+            "golden vectors", lambda: personality_golden(personality, corpus_embeddings, texts)
+        )
+        write_golden(staging / "golden", tensors, {**info, **_golden_provenance(contract, facts)})
+        example = (torch.from_numpy(tensors["embedding"][:2]),)
+        for artifact in artifacts:
+            steps.run(
+                f"{artifact.key} → {artifact.filename}",
+                lambda a=artifact: _write_artifact(
+                    a, personality.model, contract, example, staging / a.filename, metadata
+                ),
+            )
+
+        def support_files() -> None:
+            _write_common(staging, contract)
+            (staging / "personality-tokens.json").write_text(
+                json.dumps(tokens, indent=1, ensure_ascii=False) + "\n"
+            )
+            _write_manifest(
+                staging,
+                contract,
+                facts,
+                {
+                    "seed": options.seed,
+                    "sources": {
+                        "personality_state_sha256": personality.provenance.state_sha256,
+                        "personality_file_sha256": personality.provenance.file_sha256,
+                        "tokens_file_sha256": sha256_file(options.tokens) if options.tokens else None,
+                        "demo_weights": personality.provenance.kind == "demo",
+                    },
+                },
+            )
+
+        steps.run("contract, tokens, manifest", support_files)
+    return final
+
+
+def _golden_provenance(contract: Contract, facts: dict[str, str]) -> dict[str, object]:
+    return {
+        "contract": contract.name,
+        "encoder_fingerprint": facts["encoder_fingerprint"],
+        "weights_provenance": facts["weights_provenance"],
+        "reference_code_sha256": reference_code_sha256(),
+    }
+
+
+def build_bundles(output: Path, models: tuple[str, ...], options: BuildOptions) -> list[Path]:
+    """Build the requested bundles under ``output``; the encoder reference is loaded once."""
+    if options.tokens is not None:
+        load_tokens(options.tokens)  # fail before any conversion
+    encoder = load_encoder(options.encoder_weights, seed=options.seed)
+    personality = (
+        load_personality(options.personality_weights, seed=options.seed)
+        if "personality_v1" in models
+        else None
+    )
+    texts = load_corpus()
+    start = time.perf_counter()
+    golden = encoder_golden(encoder, texts)
+    options.log(f"reference encoder on {len(texts)} golden texts ({time.perf_counter() - start:.1f} s)")
+    built = []
+    if "encoder_v1" in models:
+        built.append(build_encoder_bundle(output / "encoder_v1", encoder, golden, options))
+    if personality is not None:
+        corpus = golden[0]["embedding"]
+        built.append(
+            build_personality_bundle(output / "personality_v1", personality, encoder, corpus, texts, options)
+        )
+    return built

@@ -1,0 +1,60 @@
+"""PyTorch reference → Core ML ML Program (.mlpackage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from contracts import Contract, TensorSpec
+
+_PRECISIONS = {"fp32": "FLOAT32", "fp16": "FLOAT16"}
+
+
+def _input_type(spec: TensorSpec):  # -> ct.TensorType
+    import coremltools as ct
+
+    shape = tuple(
+        dim.lower if dim.is_fixed else ct.RangeDim(dim.lower, dim.upper, default=dim.lower)
+        for dim in spec.shape
+    )
+    return ct.TensorType(name=spec.name, shape=shape, dtype=np.dtype(spec.dtype).type)
+
+
+def convert_to_mlprogram(
+    module: torch.nn.Module,
+    contract: Contract,
+    example_inputs: tuple[torch.Tensor, ...],
+    precision: str,
+    metadata: dict[str, str],
+):  # -> ct.models.MLModel
+    """Trace ``module`` and convert it with the contract's names, ranges and target."""
+    import coremltools as ct
+
+    if precision not in _PRECISIONS:
+        raise ValueError(f"Core ML precision {precision!r} is not one of {sorted(_PRECISIONS)}")
+    with torch.no_grad():
+        traced = torch.jit.trace(module.eval(), example_inputs)
+    model = ct.convert(
+        traced,
+        inputs=[_input_type(spec) for spec in contract.inputs],
+        outputs=[ct.TensorType(name=spec.name) for spec in contract.outputs],
+        convert_to="mlprogram",
+        minimum_deployment_target=getattr(ct.target, contract.coreml.deployment_target),
+        compute_precision=getattr(ct.precision, _PRECISIONS[precision]),
+    )
+    model.short_description = contract.description
+    model.version = contract.version
+    model.user_defined_metadata.update(metadata)
+    for spec in (*contract.inputs, *contract.outputs):
+        if spec.description:
+            if spec in contract.inputs:
+                model.input_description[spec.name] = spec.description
+            else:
+                model.output_description[spec.name] = spec.description
+    return model
+
+
+def save_mlpackage(model, path: Path) -> None:
+    model.save(str(path))

@@ -1,0 +1,44 @@
+"""Shared fixtures: the default bundles are built once per test session, for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from contracts.environment import quiet_libraries  # noqa: E402
+
+quiet_libraries()
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from reference import load_encoder
+
+    return load_encoder()
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> Path:
+    """``artifacts/`` with encoder_v1 and personality_v1, every artifact the contracts list."""
+    from converters.bundle import BuildOptions, build_bundles
+
+    output = tmp_path_factory.mktemp("artifacts")
+    build_bundles(output, ("encoder_v1", "personality_v1"), BuildOptions())
+    return output
+
+
+@pytest.fixture
+def copy_bundle(bundles, tmp_path):
+    """A private, writable copy of one bundle for a test to break."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(bundles / name, target)
+        return target
+
+    return copy

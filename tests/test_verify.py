@@ -1,0 +1,280 @@
+"""verify-contract against the real default bundles, and against broken copies of them.
+
+Every check gets a bundle broken in the way it exists to catch, and must name itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify
+
+pytestmark = pytest.mark.slow
+
+
+def verify_fails_with(capsys, tmp_path, bundle, expected: str, *extra: str) -> set[str]:
+    """Run verify-contract on ``bundle``; it must exit 1 and ``expected`` must be among the failures."""
+    report = tmp_path / "report.json"
+    code, out, err = run_verify(capsys, bundle, "--json", report, *extra)
+    failures = failing_checks(report)
+    assert code == 1, out + err
+    assert expected in failures, failures
+    assert expected in out  # named in the summary line too
+    return failures
+
+
+def test_default_bundles_pass(bundles, capsys, tmp_path):
+    report = tmp_path / "report.json"
+    code, out, err = run_verify(capsys, bundles / "encoder_v1", bundles / "personality_v1", "--json", report)
+    assert code == 0, out + err
+    data = json.loads(report.read_text())
+    names = {c["name"]: c for b in data["bundles"] for c in b["checks"]}
+    assert names["onnx-fp32/numerics[embedding]"]["status"] == "pass"
+    assert names["encoder-pinning"]["status"] == "pass"
+    assert data["passed"] is True and "PASS" in out
+
+
+def test_directory_of_bundles_is_expanded(bundles, capsys):
+    code, out, _ = run_verify(capsys, bundles, "--no-numerics", "--quiet")
+    assert code == 0 and "0 failed" in out
+
+
+def test_fp32_onnx_encoder_matches_goldens_within_1e5(bundles, capsys, tmp_path):
+    report = tmp_path / "r.json"
+    run_verify(capsys, bundles / "encoder_v1", "--json", report)
+    checks = {c["name"]: c for c in json.loads(report.read_text())["bundles"][0]["checks"]}
+    for batch, stats in checks["onnx-fp32/numerics[embedding]"]["details"]["per_batch"].items():
+        assert stats["max_abs"] <= 1e-5, (batch, stats)
+    assert set(checks["onnx-fp32/numerics[embedding]"]["details"]["per_batch"]) == {"1", "7", "64"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/does/not/exist", "README.md"], ids=["missing", "not-a-directory"]
+)
+def test_unusable_input_exits_2_with_one_line(path, capsys):
+    code, out, err = run_verify(capsys, path)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("verify-contract: error:")
+
+
+def test_unreadable_contract_exits_2(copy_bundle, capsys):
+    bundle = copy_bundle("personality_v1")
+    (bundle / "contract.json").write_text("{not json")
+    code, _, err = run_verify(capsys, bundle)
+    assert code == 2 and "contract.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_contract_from_newer_toolkit_exits_2(copy_bundle, capsys):
+    bundle = copy_bundle("personality_v1")
+    data = json.loads((bundle / "contract.json").read_text())
+    data["contract_format"] = 99
+    (bundle / "contract.json").write_text(json.dumps(data))
+    code, _, err = run_verify(capsys, bundle)
+    assert code == 2 and "upgrade coreml-contract" in err
+
+
+# --- structure and metadata ------------------------------------------------------------
+
+
+def test_coreml_batch_range_changed(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("encoder_v1")
+
+    def narrow(spec):
+        spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[0].upperBound = 32
+
+    edit_coreml_spec(bundle / "encoder_v1.fp32.mlpackage", narrow)
+    rehash_manifest(bundle)
+    failures = verify_fails_with(capsys, tmp_path, bundle, "coreml-fp32/structure", "--no-numerics")
+    assert failures == {"coreml-fp32/structure"}
+
+
+def test_coreml_spec_version_changed(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+
+    def older(spec):
+        spec.specificationVersion = 9
+
+    edit_coreml_spec(bundle / "personality_v1.fp32.mlpackage", older)
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "coreml-fp32/structure", "--no-numerics")
+
+
+def test_coreml_metadata_key_missing(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    edit_coreml_spec(
+        bundle / "personality_v1.fp32.mlpackage",
+        lambda spec: spec.description.metadata.userDefined.pop("vocab_size"),
+    )
+    rehash_manifest(bundle)
+    failures = verify_fails_with(capsys, tmp_path, bundle, "coreml-fp32/metadata", "--no-numerics")
+    assert failures == {"coreml-fp32/metadata"}
+
+
+def test_onnx_metadata_value_edited(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("encoder_v1")
+    path = bundle / "encoder_v1.fp32.onnx"
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "embedding_dim":
+            prop.value = "768"
+    onnx.save(model, str(path))
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/metadata", "--no-numerics")
+
+
+def test_onnx_fixed_batch_dim(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    path = bundle / "personality_v1.fp32.onnx"
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(model, str(path))
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/io", "--no-numerics")
+
+
+def test_swapped_token_order(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    path = bundle / "personality-tokens.json"
+    tokens = json.loads(path.read_text())
+    tokens[0], tokens[1] = tokens[1], tokens[0]
+    path.write_text(json.dumps(tokens))
+    rehash_manifest(bundle)
+    failures = verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/metadata", "--no-numerics")
+    assert "coreml-fp32/metadata" in failures
+
+
+# --- integrity -----------------------------------------------------------------------
+
+
+def test_manifest_hash_mismatch(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    with open(bundle / "personality-tokens.json", "a") as fh:
+        fh.write(" ")
+    verify_fails_with(capsys, tmp_path, bundle, "manifest", "--no-numerics")
+
+
+def test_truncated_onnx(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    path = bundle / "personality_v1.fp32.onnx"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    failures = verify_fails_with(capsys, tmp_path, bundle, "manifest")
+    assert "onnx-fp32/checker" in failures
+
+
+def test_truncated_coreml_weights(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    weights = bundle / "personality_v1.fp32.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    verify_fails_with(capsys, tmp_path, bundle, "manifest")
+
+
+def test_unlisted_file(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    (bundle / "extra.bin").write_bytes(b"x")
+    verify_fails_with(capsys, tmp_path, bundle, "manifest", "--no-numerics")
+
+
+def test_manifest_path_escaping_bundle(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["../outside.json"] = "0" * 64
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    failures = verify_fails_with(capsys, tmp_path, bundle, "manifest", "--no-numerics")
+    assert failures == {"manifest"}
+
+
+def test_contract_json_batch_range_edited(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    data = json.loads((bundle / "contract.json").read_text())
+    data["inputs"][0]["shape"][0]["upper"] = 32
+    (bundle / "contract.json").write_text(json.dumps(data))
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "contract", "--no-numerics")
+
+
+def test_golden_with_nan(copy_bundle, capsys, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    bundle = copy_bundle("personality_v1")
+    path = bundle / "golden" / "golden.safetensors"
+    tensors = load_file(str(path))
+    tensors["logits"][3, 7] = np.nan
+    save_file(tensors, str(path))
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "golden", "--no-numerics")
+
+
+def test_tampered_encoder_fingerprint(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("encoder_v1")
+    with open(bundle / "tokenizer" / "vocab.txt", "a") as fh:
+        fh.write("newtoken\n")
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "encoder-fingerprint", "--no-numerics")
+
+
+def test_personality_pinned_to_other_encoder(bundles, copy_bundle, capsys, tmp_path):
+    personality = copy_bundle("personality_v1")
+    manifest = json.loads((personality / "manifest.json").read_text())
+    manifest["encoder_fingerprint"] = "f" * 64
+    (personality / "manifest.json").write_text(json.dumps(manifest))
+    rehash_manifest(personality)
+    report = tmp_path / "report.json"
+    code, out, _ = run_verify(capsys, bundles / "encoder_v1", personality, "--no-numerics", "--json", report)
+    assert code == 1 and "retrain PersonalityModel" in out
+    assert "encoder-pinning" in failing_checks(report)
+
+
+def test_missing_artifact(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    (bundle / "personality_v1.fp32.onnx").unlink()
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/present", "--no-numerics")
+
+
+# --- numerics ------------------------------------------------------------------------
+
+
+def test_perturbed_onnx_weight(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("encoder_v1")
+    path = bundle / "encoder_v1.fp32.onnx"
+    model = onnx.load(str(path))
+    target = next(i for i in model.graph.initializer if "projection.weight" in i.name)
+    values = numpy_helper.to_array(target).copy()
+    # 1e-3 relative with random signs. (A uniform 1.001 scale is nearly invisible after the
+    # final L2 normalisation: it moves the embedding by only ~2.5e-6.)
+    values *= 1 + 1e-3 * np.random.default_rng(0).choice([-1.0, 1.0], size=values.shape).astype(np.float32)
+    target.CopyFrom(numpy_helper.from_array(values, target.name))
+    onnx.save(model, str(path))
+    rehash_manifest(bundle)
+    failures = verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[embedding]")
+    assert not any(name.startswith("coreml") for name in failures)
+
+
+def test_single_onnx_weight_changed_in_backbone(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("personality_v1")
+    path = bundle / "personality_v1.fp32.onnx"
+    model = onnx.load(str(path))
+    target = next(i for i in model.graph.initializer if i.name.endswith("linear2.bias"))
+    values = numpy_helper.to_array(target).copy()
+    values[5] += 0.05
+    target.CopyFrom(numpy_helper.from_array(values, target.name))
+    onnx.save(model, str(path))
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[logits]")
+
+
+def test_regenerated_golden_from_other_weights(bundles, copy_bundle, capsys, tmp_path):
+    """Goldens swapped for another bundle's: provenance no longer matches the manifest."""
+    bundle = copy_bundle("personality_v1")
+    info = json.loads((bundle / "golden" / "golden.json").read_text())
+    info["weights_provenance"] = "demo weights (seed 1, not trained)"
+    (bundle / "golden" / "golden.json").write_text(json.dumps(info))
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "golden", "--no-numerics")
+    shutil.rmtree(bundle)

@@ -1,0 +1,1 @@
+"""Verifier: reads a contract, a bundle and its goldens; never imports a converter."""

@@ -1,0 +1,81 @@
+"""Open a bundle on disk: its contract, manifest and goldens, with paths kept inside it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contracts import Contract, ContractError, get_contract
+from verify.result import UnusableInput
+
+CONTRACT_FILE = "contract.json"
+MANIFEST_FILE = "manifest.json"
+MAX_JSON_BYTES = 64 << 20
+
+
+@dataclass
+class Bundle:
+    root: Path
+    contract: Contract  # as written in the bundle
+    registered: Contract  # the toolkit's own definition of that contract name
+    manifest: dict[str, Any] | None
+    manifest_error: str | None
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    def path(self, relative: str) -> Path:
+        """Resolve a bundle-relative path; refuse absolute paths, ``..`` and symlinks out."""
+        return inside(self.root, relative)
+
+
+def inside(root: Path, relative: str) -> Path:
+    candidate = Path(relative)
+    if candidate.is_absolute() or ".." in candidate.parts or not relative:
+        raise ValueError(f"path {relative!r} escapes the bundle")
+    resolved = (root / candidate).resolve()
+    if resolved != root.resolve() and root.resolve() not in resolved.parents:
+        raise ValueError(f"path {relative!r} resolves outside the bundle (symlink?)")
+    return root / candidate
+
+
+def read_json(path: Path) -> Any:
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{path.name} is larger than {MAX_JSON_BYTES >> 20} MiB")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def open_bundle(root: Path) -> Bundle:
+    if not root.exists():
+        raise UnusableInput(f"{root}: no such bundle directory")
+    if not root.is_dir():
+        raise UnusableInput(f"{root}: not a bundle directory")
+    contract_path = root / CONTRACT_FILE
+    if not contract_path.is_file():
+        raise UnusableInput(f"{root}: not a bundle (no {CONTRACT_FILE})")
+    try:
+        contract = Contract.from_dict(read_json(contract_path))
+        registered = get_contract(contract.name)
+    except (ContractError, ValueError, OSError) as exc:
+        raise UnusableInput(f"{contract_path}: {exc}") from None
+    manifest, error = None, None
+    try:
+        manifest = read_json(root / MANIFEST_FILE)
+        if not isinstance(manifest, dict):
+            manifest, error = None, f"{MANIFEST_FILE} is not a JSON object"
+    except FileNotFoundError:
+        error = f"{MANIFEST_FILE} is missing"
+    except (ValueError, OSError) as exc:
+        error = f"{MANIFEST_FILE} unreadable: {exc}"
+    return Bundle(root, contract, registered, manifest, error)
+
+
+def find_bundles(path: Path) -> list[Path]:
+    """A bundle itself, or a directory whose children are bundles (``artifacts/``)."""
+    if (path / CONTRACT_FILE).exists() or not path.is_dir():
+        return [path]
+    children = sorted(p for p in path.iterdir() if p.is_dir() and (p / CONTRACT_FILE).is_file())
+    return children or [path]

@@ -1,0 +1,1 @@
+"""Verifier checks. Each returns CheckResults named ``<scope>/<check>``."""

@@ -1,0 +1,82 @@
+"""Core ML structure: model type, spec version, input/output names, dtypes and flexible ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contracts import Contract, TensorSpec
+from verify.checks.metadata import check_metadata
+from verify.result import CheckResult, failed, verdict
+
+_DTYPES = {"float32": "FLOAT32", "int32": "INT32", "float16": "FLOAT16"}
+
+
+def load_spec(path: Path):
+    """The Model proto of an .mlpackage, without loading the model (works on Linux)."""
+    import coremltools as ct
+
+    return ct.utils.load_spec(str(path))
+
+
+def _array_problems(spec: TensorSpec, feature, check_shape: bool) -> list[str]:
+    from coremltools.proto import FeatureTypes_pb2 as ft
+
+    kind = feature.type.WhichOneof("Type")
+    if kind != "multiArrayType":
+        return [f"{spec.name} is a {kind}, not a multiArray"]
+    array = feature.type.multiArrayType
+    problems = []
+    dtype = ft.ArrayFeatureType.ArrayDataType.Name(array.dataType)
+    if dtype != _DTYPES[spec.dtype]:
+        problems.append(f"{spec.name} dtype {dtype} != {_DTYPES[spec.dtype]}")
+    if not check_shape:
+        return problems
+    ranges = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
+    if not ranges:
+        ranges = [(d, d) for d in array.shape]
+    wanted = [(dim.lower, dim.upper) for dim in spec.shape]
+    if ranges != wanted:
+        shown = " x ".join(f"{lo}..{hi}" if lo != hi else str(lo) for lo, hi in ranges)
+        want = " x ".join(f"{lo}..{hi}" if lo != hi else str(lo) for lo, hi in wanted)
+        problems.append(f"{spec.name} shape {shown} != contract {want}")
+    return problems
+
+
+def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
+    name = f"{key}/structure"
+    problems = []
+    model_type = spec.WhichOneof("Type")
+    if model_type != contract.coreml.model_type:
+        problems.append(f"model type {model_type} != {contract.coreml.model_type}")
+    if spec.specificationVersion != contract.coreml.spec_version:
+        problems.append(
+            f"spec version {spec.specificationVersion} != {contract.coreml.spec_version} "
+            f"({contract.coreml.deployment_target})"
+        )
+    for kind, wanted, present, check_shape in (
+        ("inputs", contract.inputs, spec.description.input, True),
+        ("outputs", contract.outputs, spec.description.output, False),
+    ):
+        names = [f.name for f in present]
+        if names != [t.name for t in wanted]:
+            problems.append(f"{kind} {names} != contract {[t.name for t in wanted]}")
+            continue
+        for tensor, feature in zip(wanted, present):
+            problems += _array_problems(tensor, feature, check_shape)
+    return verdict(
+        name,
+        problems,
+        f"{model_type} v{spec.specificationVersion}, batch {contract.batch.lower}..{contract.batch.upper}",
+    )
+
+
+def check_coreml(key: str, contract: Contract, path: Path, facts: dict[str, str]) -> list[CheckResult]:
+    try:
+        spec = load_spec(path)
+    except Exception as exc:  # coremltools raises bare Exceptions for corrupt packages
+        return [failed(f"{key}/structure", f"unreadable .mlpackage: {type(exc).__name__}: {str(exc)[:200]}")]
+    metadata = dict(spec.description.metadata.userDefined)
+    return [
+        check_coreml_structure(key, contract, spec),
+        check_metadata(f"{key}/metadata", contract, facts, metadata),
+    ]

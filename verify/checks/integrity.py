@@ -1,0 +1,136 @@
+"""Bundle integrity: contract, manifest hashes, goldens, encoder fingerprint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from contracts.hashing import encoder_fingerprint, sha256_file, tree_sha256
+from golden.store import Golden, GoldenError, read_golden
+from verify.bundle import MANIFEST_FILE, Bundle
+from verify.result import CheckResult, failed, passed, verdict
+
+MANIFEST_FORMAT = 1
+
+
+def check_contract(bundle: Bundle) -> CheckResult:
+    """The bundle's contract.json must be exactly the toolkit's definition of that contract."""
+    written, registered = bundle.contract.to_dict(), bundle.registered.to_dict()
+    differing = sorted(k for k in set(written) | set(registered) if written.get(k) != registered.get(k))
+    return verdict(
+        "contract",
+        [
+            f"contract.json differs from the toolkit's {bundle.name} {bundle.registered.version} in: "
+            + ", ".join(differing)
+        ]
+        if differing
+        else [],
+        f"{bundle.name} {bundle.contract.version}",
+    )
+
+
+def check_manifest(bundle: Bundle) -> CheckResult:
+    """Every file is listed with its sha256, and nothing unlisted is present."""
+    if bundle.manifest is None:
+        return failed("manifest", bundle.manifest_error or "manifest missing")
+    manifest = bundle.manifest
+    if manifest.get("manifest_format") != MANIFEST_FORMAT:
+        return failed(
+            "manifest", f"manifest_format {manifest.get('manifest_format')!r} is not {MANIFEST_FORMAT}"
+        )
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        return failed("manifest", "manifest has no 'files' table")
+    problems = []
+    for relative, digest in sorted(listed.items()):
+        try:
+            path = bundle.path(relative)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{relative} missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{relative} sha256 mismatch")
+    symlinks = [p.relative_to(bundle.root).as_posix() for p in bundle.root.rglob("*") if p.is_symlink()]
+    problems += [f"{link} is a symlink" for link in symlinks]
+    present = set(tree_sha256(bundle.root)) - {MANIFEST_FILE}
+    unlisted = sorted(present - set(listed))
+    if unlisted:
+        problems.append(f"unlisted files: {', '.join(unlisted[:5])}")
+    return verdict("manifest", problems, f"{len(listed)} files, sha256 match")
+
+
+def load_golden(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
+    """Goldens readable, finite, shaped by the contract and made for this bundle's weights."""
+    try:
+        golden = read_golden(bundle.path("golden"))
+    except GoldenError as exc:
+        return None, failed("golden", str(exc))
+    problems = []
+    for spec in (*bundle.registered.inputs, *bundle.registered.outputs):
+        array = golden.tensors.get(spec.name)
+        if array is None:
+            problems.append(f"no golden tensor {spec.name!r}")
+            continue
+        if array.dtype != np.dtype(spec.dtype):
+            problems.append(f"{spec.name} dtype {array.dtype} != {spec.dtype}")
+        fixed = [(axis, dim.lower) for axis, dim in enumerate(spec.shape) if dim.is_fixed]
+        if array.ndim != len(spec.shape) or any(array.shape[axis] != size for axis, size in fixed):
+            problems.append(f"{spec.name} shape {array.shape} does not fit the contract")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            problems.append(f"{spec.name} holds NaN or Inf")
+    if golden.rows < max(bundle.registered.golden_batch_sizes):
+        problems.append(f"{golden.rows} golden rows, fewer than the largest batch checked")
+    if bundle.manifest is not None:
+        for key in ("encoder_fingerprint", "weights_provenance"):
+            if golden.info.get(key) != bundle.manifest.get(key):
+                problems.append(
+                    f"golden {key} differs from the manifest's (stale goldens: rebuild the bundle)"
+                )
+    return (golden if not problems else None), verdict("golden", problems, f"{golden.rows} rows")
+
+
+def check_encoder_fingerprint(bundle: Bundle) -> CheckResult:
+    """Recompute the encoder fingerprint from the sources in the manifest and the shipped tokenizer."""
+    manifest = bundle.manifest or {}
+    sources = manifest.get("sources") or {}
+    try:
+        tokenizer = {name: sha256_file(bundle.path(f"tokenizer/{name}")) for name in sources["tokenizer"]}
+        actual = encoder_fingerprint(sources["minilm_sha256"], tokenizer, sources["head_state_sha256"])
+    except (KeyError, TypeError, OSError, ValueError) as exc:
+        return failed("encoder-fingerprint", f"cannot recompute the fingerprint: {type(exc).__name__} {exc}")
+    recorded = manifest.get("encoder_fingerprint")
+    if actual != recorded:
+        return failed("encoder-fingerprint", f"recorded {recorded} but sources give {actual}")
+    return passed("encoder-fingerprint", actual[:16])
+
+
+def check_pinning(personality: Bundle, encoder: Bundle) -> CheckResult:
+    """PersonalityModel must consume the exact embedding space it was trained on."""
+    wanted = (personality.manifest or {}).get("encoder_fingerprint")
+    given = (encoder.manifest or {}).get("encoder_fingerprint")
+    if not wanted or wanted != given:
+        return failed(
+            "encoder-pinning",
+            f"{personality.root.name} expects encoder {str(wanted)[:16]} "
+            f"but {encoder.root} is {str(given)[:16]}: the embedding space changed; retrain PersonalityModel",
+        )
+    return passed("encoder-pinning", f"{encoder.root.name} {given[:16]}")
+
+
+def bundle_facts(bundle: Bundle) -> tuple[dict[str, str], list[str]]:
+    """Values that ``source`` metadata fields must equal, read from the bundle itself."""
+    facts, problems = {}, []
+    for key in ("weights_provenance", "encoder_fingerprint"):
+        value = (bundle.manifest or {}).get(key)
+        if isinstance(value, str):
+            facts[key] = value
+    if any(m.source == "tokens" for m in bundle.registered.metadata):
+        try:
+            tokens = json.loads(bundle.path("personality-tokens.json").read_text(encoding="utf-8"))
+            facts["tokens"] = ",".join(tokens)
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"personality-tokens.json unreadable: {exc}")
+    return facts, problems

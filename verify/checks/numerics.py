@@ -1,0 +1,85 @@
+"""Numerics: run an artifact on the goldens at each batch size and hold each output to its bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from contracts import ArtifactSpec, Contract
+from golden.store import Golden
+from verify.compare import METRICS, budget_used, statistics, within
+from verify.result import CheckResult, failed, verdict
+from verify.runners import Runner
+
+
+def run_goldens(runner: Runner, contract: Contract, golden: Golden, batch: int) -> dict[str, np.ndarray]:
+    """All golden rows through ``runner`` in consecutive batches of ``batch``."""
+    names = [spec.name for spec in contract.inputs]
+    collected: dict[str, list[np.ndarray]] = {spec.name: [] for spec in contract.outputs}
+    for start in range(0, golden.rows, batch):
+        rows = np.arange(start, min(start + batch, golden.rows))
+        outputs = runner.run(golden.batch(names, rows))
+        for name in collected:
+            collected[name].append(outputs[name])
+    return {name: np.concatenate(parts) for name, parts in collected.items()}
+
+
+def check_numerics(
+    artifact: ArtifactSpec, contract: Contract, golden: Golden, runner: Runner
+) -> list[CheckResult]:
+    """One result per output, judged on the worst batch size; statistics per batch size in details."""
+    prefix = f"{artifact.key}/numerics"
+    per_batch: dict[int, dict[str, np.ndarray]] = {}
+    for batch in contract.golden_batch_sizes:
+        try:
+            per_batch[batch] = run_goldens(runner, contract, golden, batch)
+        except Exception as exc:  # a backend failure is a contract violation of this artifact
+            return [failed(prefix, f"{runner.backend} failed at batch {batch}: {type(exc).__name__}: {exc}")]
+    results = []
+    for spec in contract.outputs:
+        tolerance = artifact.tolerance_for(spec.name)
+        bounds = tolerance.bounds if tolerance else ()
+        extra = tuple(b.metric for b in bounds)
+        expected = golden.tensors[spec.name]
+        problems, stats, worst = [], {}, {}
+        for batch, outputs in per_batch.items():
+            actual = outputs[spec.name]
+            if actual.shape != expected.shape:
+                problems.append(f"batch {batch}: shape {actual.shape} != golden {expected.shape}")
+                continue
+            if not np.isfinite(actual).all():
+                problems.append(f"batch {batch}: NaN or Inf in output")
+                continue
+            stats[batch] = statistics(actual, expected, extra)
+            if spec.unit_norm:
+                stats[batch]["max_norm_error"] = float(np.abs(np.linalg.norm(actual, axis=1) - 1.0).max())
+        for bound in bounds:
+            values = [s[bound.metric] for s in stats.values()]
+            if not values:
+                continue
+            value = max(values) if METRICS[bound.metric].direction == "<=" else min(values)
+            worst[bound.metric] = {
+                "value": value,
+                "limit": bound.limit,
+                "budget_used": budget_used(bound, value),
+                "measured_when_set": bound.measured,
+            }
+            if not within(bound, value):
+                problems.append(
+                    f"{bound.metric} {value:.3g} beyond {METRICS[bound.metric].direction} {bound.limit:g}"
+                )
+        if not bounds:
+            problems.append("the contract sets no tolerance for this output")
+        summary = ", ".join(
+            f"{m} {w['value']:.3g} ({METRICS[m].direction} {w['limit']:g})" for m, w in worst.items()
+        )
+        results.append(
+            verdict(
+                f"{prefix}[{spec.name}]",
+                problems,
+                summary,
+                backend=runner.backend,
+                bounds=worst,
+                per_batch={str(b): s for b, s in stats.items()},
+            )
+        )
+    return results

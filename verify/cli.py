@@ -1,0 +1,71 @@
+"""``verify-contract PATH...``: exit 0 when every check passes, 1 on a contract violation,
+2 when the input cannot be verified at all."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from contracts.environment import quiet_libraries
+
+EXIT_OK, EXIT_VIOLATION, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="verify-contract",
+        description="Prove that a bundle's Core ML and ONNX artifacts honour their contract.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, help="bundle directories, or a directory of bundles")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write a machine-readable report")
+    parser.add_argument(
+        "--compute-units",
+        choices=("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU"),
+        help="Core ML compute units on macOS (default CPU_ONLY); not available elsewhere",
+    )
+    parser.add_argument("--no-numerics", action="store_true", help="structure and metadata checks only")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"verify-contract: error: {message}", file=sys.stderr)
+    return EXIT_UNUSABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    quiet_libraries()
+    from rich.console import Console
+    from rich.markup import escape
+
+    from verify.bundle import find_bundles
+    from verify.report import print_table, summary_line, write_json
+    from verify.result import UnusableInput
+    from verify.verifier import VerifyOptions, verify_paths
+
+    options = VerifyOptions(compute_units=args.compute_units, numerics=not args.no_numerics)
+    paths = [bundle for path in args.paths for bundle in find_bundles(path)]
+    try:
+        reports = verify_paths(paths, options)
+    except UnusableInput as exc:
+        return _error(str(exc))
+    except ValueError as exc:  # e.g. --compute-units where Core ML is absent
+        return _error(str(exc))
+    code = EXIT_VIOLATION if any(r.failed for r in reports) else EXIT_OK
+    console = Console(stderr=False, width=160 if not sys.stdout.isatty() else None)
+    if not args.quiet:
+        print_table(reports, console)
+    verdict = "[green]PASS[/] " if code == EXIT_OK else "[bold red]FAIL[/] "
+    console.print(verdict + escape(summary_line(reports)))
+    if args.json:
+        try:
+            write_json(args.json, reports, code)
+        except OSError as exc:
+            return _error(f"cannot write {args.json}: {exc.strerror}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Error statistics between an artifact's outputs and the goldens, and tolerance bounds.
+
+Each metric has a direction: ``<=`` for errors (max_abs) and ``>=`` for agreement
+(min_cosine). The measured value is also the tightest bound that would have passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from contracts import Bound
+
+
+def _abs_error(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+
+
+def _cosines(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(e, axis=1)
+    return np.sum(a * e, axis=1) / np.maximum(norms, 1e-30)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def _top_k_overlap(actual: np.ndarray, expected: np.ndarray, k: int = 10) -> float:
+    top_a = np.argsort(-actual, axis=1)[:, :k]
+    top_e = np.argsort(-expected, axis=1)[:, :k]
+    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(top_a, top_e)]))
+
+
+@dataclass(frozen=True)
+class Metric:
+    direction: str  # "<=" or ">="
+    compute: Callable[[np.ndarray, np.ndarray], float]
+    description: str
+
+
+METRICS: dict[str, Metric] = {
+    "max_abs": Metric("<=", lambda a, e: float(_abs_error(a, e).max()), "largest absolute error"),
+    "p99_abs": Metric(
+        "<=", lambda a, e: float(np.percentile(_abs_error(a, e), 99)), "99th percentile abs error"
+    ),
+    "max_rel": Metric(
+        "<=",
+        lambda a, e: float((_abs_error(a, e) / (np.abs(e.astype(np.float64)) + 1e-6)).max()),
+        "largest error relative to |golden| + 1e-6",
+    ),
+    "min_cosine": Metric(
+        ">=", lambda a, e: float(_cosines(a, e).min()), "smallest per-row cosine similarity"
+    ),
+    "mean_cosine": Metric(">=", lambda a, e: float(_cosines(a, e).mean()), "mean per-row cosine similarity"),
+    "sigmoid_max_abs": Metric(
+        "<=", lambda a, e: float(np.abs(_sigmoid(a) - _sigmoid(e)).max()), "largest probability error"
+    ),
+    "flip_rate": Metric(
+        "<=", lambda a, e: float(np.mean((a > 0) != (e > 0))), "share of sigmoid decisions at 0.5 flipped"
+    ),
+    "top10_overlap": Metric(">=", _top_k_overlap, "mean overlap of the 10 highest logits"),
+}
+
+#: Statistics shown for every output whatever its bounds.
+REPORTED = ("max_abs", "p99_abs", "max_rel", "min_cosine", "mean_cosine")
+
+
+def statistics(actual: np.ndarray, expected: np.ndarray, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    names = dict.fromkeys((*REPORTED, *extra))
+    return {name: METRICS[name].compute(actual, expected) for name in names}
+
+
+def within(bound: Bound, value: float) -> bool:
+    metric = METRICS[bound.metric]
+    if not np.isfinite(value):
+        return False
+    return value <= bound.limit if metric.direction == "<=" else value >= bound.limit
+
+
+def budget_used(bound: Bound, value: float) -> float:
+    """Share of the tolerance budget used: 1.0 means exactly at the limit."""
+    if METRICS[bound.metric].direction == "<=":
+        return value / bound.limit if bound.limit else float("inf")
+    # agreement metrics: distance from perfect (1.0) against the allowed distance
+    allowed = 1.0 - bound.limit
+    return (1.0 - value) / allowed if allowed > 0 else float("inf")

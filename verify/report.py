@@ -1,0 +1,58 @@
+"""Render reports: a rich table for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from verify.result import FAIL, PASS, SKIP
+from verify.verifier import BundleReport
+
+_STYLE = {PASS: "green", FAIL: "bold red", SKIP: "yellow"}
+
+
+def print_table(reports: list[BundleReport], console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    for report in reports:
+        table = Table(title=f"{report.path}  ({report.contract})", title_justify="left", expand=False)
+        table.add_column("check", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("detail", overflow="fold")
+        for check in report.checks:
+            status = f"[{_STYLE[check.status]}]{check.status.upper()}[/]"
+            backend = check.details.get("backend")
+            detail = escape(check.message) + (f"  [dim]({escape(backend)})[/]" if backend else "")
+            table.add_row(escape(check.name), status, detail)
+        console.print(table)
+
+
+def summary_line(reports: list[BundleReport]) -> str:
+    checks = [c for r in reports for c in r.checks]
+    counts = {status: sum(c.status == status for c in checks) for status in (PASS, FAIL, SKIP)}
+    failed = [f"{r.path.name}:{c.name}" for r in reports for c in r.checks if c.failed]
+    line = f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped"
+    return line + (f" — failing: {', '.join(failed)}" if failed else "")
+
+
+def to_json(reports: list[BundleReport], exit_code: int) -> dict:
+    return {
+        "exit_code": exit_code,
+        "passed": exit_code == 0,
+        "bundles": [
+            {
+                "path": str(r.path),
+                "contract": r.contract,
+                "checks": [
+                    {"name": c.name, "status": c.status, "message": c.message, "details": c.details}
+                    for c in r.checks
+                ],
+            }
+            for r in reports
+        ],
+    }
+
+
+def write_json(path: Path, reports: list[BundleReport], exit_code: int) -> None:
+    path.write_text(json.dumps(to_json(reports, exit_code), indent=1, default=float) + "\n")
