@@ -74,7 +74,9 @@ def test_bad_tokens_file_exits_2_and_builds_nothing(tmp_path, capsys):
 def test_bad_weights_file_exits_2(tmp_path, capsys):
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"garbage")
-    code = build_main([str(tmp_path / "out"), "--model", "personality_v1", "--personality-weights", str(weights)])
+    code = build_main(
+        [str(tmp_path / "out"), "--model", "personality_v1", "--personality-weights", str(weights)]
+    )
     assert code == 2 and "not a readable safetensors" in _one_line_error(capsys)
 
 

@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from contracts import ENCODER_V1, PERSONALITY_V1, REGISTRY, Contract, ContractError, get_contract, resolve_metadata
+from contracts import (
+    ENCODER_V1,
+    PERSONALITY_V1,
+    REGISTRY,
+    Contract,
+    ContractError,
+    get_contract,
+    resolve_metadata,
+)
 
 
 @pytest.mark.parametrize("contract", REGISTRY.values(), ids=REGISTRY)

@@ -54,7 +54,12 @@ def test_personality_parameter_names_follow_the_contract():
     names = [n for n, _ in PersonalityModel().named_parameters()]
     assert "projection.weight" in names and "output_bias" in names
     assert "projection.bias" not in names
-    assert {n.split(".")[0] for n in names} == {"input_projection", "encoder_layers", "projection", "output_bias"}
+    assert {n.split(".")[0] for n in names} == {
+        "input_projection",
+        "encoder_layers",
+        "projection",
+        "output_bias",
+    }
     assert {n.split(".")[1] for n in names if n.startswith("encoder_layers")} == {"0", "1"}
     shapes = dict(PersonalityModel().named_parameters())
     assert tuple(shapes["projection.weight"].shape) == (325, 512)

@@ -54,9 +54,7 @@ def test_fp32_onnx_encoder_matches_goldens_within_1e5(bundles, capsys, tmp_path)
     assert set(checks["onnx-fp32/numerics[embedding]"]["details"]["per_batch"]) == {"1", "7", "64"}
 
 
-@pytest.mark.parametrize(
-    "path", ["/does/not/exist", "README.md"], ids=["missing", "not-a-directory"]
-)
+@pytest.mark.parametrize("path", ["/does/not/exist", "README.md"], ids=["missing", "not-a-directory"])
 def test_unusable_input_exits_2_with_one_line(path, capsys):
     code, out, err = run_verify(capsys, path)
     assert code == 2
@@ -169,7 +167,9 @@ def test_truncated_onnx(copy_bundle, capsys, tmp_path):
 
 def test_truncated_coreml_weights(copy_bundle, capsys, tmp_path):
     bundle = copy_bundle("personality_v1")
-    weights = bundle / "personality_v1.fp32.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    weights = (
+        bundle / "personality_v1.fp32.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    )
     weights.write_bytes(weights.read_bytes()[:1000])
     verify_fails_with(capsys, tmp_path, bundle, "manifest")
 
