@@ -58,3 +58,37 @@ def convert_to_mlprogram(
 
 def save_mlpackage(model, path: Path) -> None:
     model.save(str(path))
+
+
+def _const_names_matching(model, arrays: tuple[np.ndarray, ...]) -> list[str]:
+    """Names of the program's const ops holding exactly one of ``arrays``."""
+    names = []
+    for op in model._mil_program.functions["main"].find_ops(op_type="const"):
+        value = op.outputs[0].val
+        if isinstance(value, np.ndarray) and any(
+            value.shape == a.shape and np.array_equal(value, a.astype(value.dtype)) for a in arrays
+        ):
+            names.append(op.name)
+    return names
+
+
+def quantize_weights_int8(model, keep_float: tuple[np.ndarray, ...] = ()):  # -> ct.models.MLModel
+    """Linear-symmetric per-channel int8 weights (iOS 17 ``constexpr_affine_dequantize``).
+
+    Weights equal to one of ``keep_float`` stay in float: the spec keeps the encoder's
+    384→1536 projection out of 8-bit for stability.
+    """
+    from coremltools.optimize.coreml import (
+        OpLinearQuantizerConfig,
+        OptimizationConfig,
+        linear_quantize_weights,
+    )
+
+    kept = _const_names_matching(model, keep_float)
+    if len(kept) != len(keep_float):
+        raise ValueError(f"found {len(kept)} of the {len(keep_float)} weights to keep in float")
+    config = OptimizationConfig(
+        global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel"),
+        op_name_configs=dict.fromkeys(kept),
+    )
+    return linear_quantize_weights(model, config)
