@@ -68,6 +68,7 @@ class ArtifactSpec:
     filename: str
     tolerances: tuple[OutputTolerance, ...]
     max_size_ratio: float | None = None  # size budget relative to the same format's fp32
+    compute_precision: str | None = None  # Core ML compute precision when it differs from `precision`
 
     @property
     def key(self) -> str:
@@ -201,6 +202,7 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
             for t in data["tolerances"]
         ),
         max_size_ratio=data.get("max_size_ratio"),
+        compute_precision=data.get("compute_precision"),
     )
 
 

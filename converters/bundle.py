@@ -21,6 +21,7 @@ import torch
 from contracts import ENCODER_V1, PERSONALITY_V1, ArtifactSpec, Contract, resolve_metadata
 from contracts.hashing import sha256_file, tree_sha256
 from converters.atomic import staged_directory
+from converters.recipes import coreml_int8_float_weights
 from golden.generate import encoder_golden, load_corpus, personality_golden
 from golden.store import write_golden
 from reference.encoder import TOKENIZER_FILES, LoadedEncoder, load_encoder
@@ -29,6 +30,7 @@ from reference.tokens import load_tokens
 from reference.version import reference_code_sha256
 
 MANIFEST_FORMAT = 1
+_INTERMEDIATE = ".intermediate"  # files needed during the build only; removed before the manifest
 _TOOLS = ("coremltools", "torch", "onnx", "onnxruntime", "transformers", "numpy", "safetensors")
 
 Log = Callable[[str], None]
@@ -40,7 +42,8 @@ class BuildOptions:
     personality_weights: Path | None = None
     tokens: Path | None = None
     seed: int = 0
-    precisions: tuple[str, ...] = ("fp32",)
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    formats: tuple[str, ...] = ("coreml", "onnx")
     log: Log = field(default=lambda message: None)
 
 
@@ -68,8 +71,8 @@ class _Steps:
         return result
 
 
-def _selected(contract: Contract, precisions: tuple[str, ...]) -> list[ArtifactSpec]:
-    return [a for a in contract.artifacts if a.precision in precisions]
+def _selected(contract: Contract, options: BuildOptions) -> list[ArtifactSpec]:
+    return [a for a in contract.artifacts if a.precision in options.precisions and a.format in options.formats]
 
 
 def _write_artifact(
@@ -77,24 +80,42 @@ def _write_artifact(
     module: torch.nn.Module,
     contract: Contract,
     example: tuple[torch.Tensor, ...],
-    target: Path,
+    staging: Path,
     metadata: dict[str, str],
 ) -> None:
+    target = staging / artifact.filename
     if artifact.format == "coreml":
-        from converters.coreml import convert_to_mlprogram
+        from converters.coreml import convert_to_mlprogram, quantize_weights_int8
 
-        convert_to_mlprogram(module, contract, example, artifact.precision, metadata).save(str(target))
+        compute = artifact.compute_precision or artifact.precision
+        model = convert_to_mlprogram(module, contract, example, compute, metadata)
+        if artifact.precision == "int8":
+            model = quantize_weights_int8(model, coreml_int8_float_weights(contract.name, module))
+        model.save(str(target))
     elif artifact.format == "onnx":
+        from converters import onnx_quantize
         from converters.onnx_export import export_onnx
 
-        if artifact.precision != "fp32":
-            raise NotImplementedError(f"ONNX {artifact.precision} is not built yet")
-        export_onnx(module, contract, example, target, metadata)
+        if artifact.precision == "fp32":
+            export_onnx(module, contract, example, target, metadata)
+            return
+        source = staging / contract.artifact("onnx-fp32").filename
+        if not source.exists():  # fp32 not requested: export it as an intermediate
+            source = staging / _INTERMEDIATE / source.name
+            source.parent.mkdir(exist_ok=True)
+            export_onnx(module, contract, example, source, metadata)
+        if artifact.precision == "fp16":
+            onnx_quantize.convert_onnx_fp16(source, target)
+        elif contract.name == "encoder_v1":
+            onnx_quantize.quantize_encoder_int8(source, target)
+        else:
+            onnx_quantize.quantize_personality_int8(source, target)
     else:
         raise ValueError(f"unknown artifact format {artifact.format!r}")
 
 
 def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], extra: dict) -> None:
+    shutil.rmtree(staging / _INTERMEDIATE, ignore_errors=True)
     files = tree_sha256(staging)
     artifacts = {}
     for artifact in contract.artifacts:
@@ -128,7 +149,7 @@ def build_encoder_bundle(
     final: Path, encoder: LoadedEncoder, golden: tuple[dict[str, np.ndarray], dict], options: BuildOptions
 ) -> Path:
     contract = ENCODER_V1
-    artifacts = _selected(contract, options.precisions)
+    artifacts = _selected(contract, options)
     steps = _Steps(contract.name, 2 + len(artifacts), options.log)
     facts = {
         "weights_provenance": encoder.describe_provenance(),
@@ -147,9 +168,7 @@ def build_encoder_bundle(
         for artifact in artifacts:
             steps.run(
                 f"{artifact.key} → {artifact.filename}",
-                lambda a=artifact: _write_artifact(
-                    a, encoder.model, contract, example, staging / a.filename, metadata
-                ),
+                lambda a=artifact: _write_artifact(a, encoder.model, contract, example, staging, metadata),
             )
 
         def support_files() -> None:
@@ -187,7 +206,7 @@ def build_personality_bundle(
 ) -> Path:
     contract = PERSONALITY_V1
     tokens = load_tokens(options.tokens)
-    artifacts = _selected(contract, options.precisions)
+    artifacts = _selected(contract, options)
     steps = _Steps(contract.name, 2 + len(artifacts), options.log)
     facts = {
         "weights_provenance": personality.provenance.describe(),
@@ -205,7 +224,7 @@ def build_personality_bundle(
             steps.run(
                 f"{artifact.key} → {artifact.filename}",
                 lambda a=artifact: _write_artifact(
-                    a, personality.model, contract, example, staging / a.filename, metadata
+                    a, personality.model, contract, example, staging, metadata
                 ),
             )
 

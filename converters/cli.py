@@ -11,6 +11,7 @@ from contracts.environment import quiet_libraries
 
 MODELS = ("encoder_v1", "personality_v1")
 PRECISIONS = ("fp32", "fp16", "int8")
+FORMATS = ("coreml", "onnx")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,15 +34,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--precisions", default=",".join(PRECISIONS), help="comma-separated subset of fp32,fp16,int8"
     )
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of coreml,onnx")
     return parser
+
+
+def _subset(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown or not chosen:
+        raise ValueError(f"unknown {what} {unknown or '(none)'}; choose from {','.join(allowed)}")
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
-    unknown = sorted(set(precisions) - set(PRECISIONS))
-    if unknown or not precisions:
-        print(f"build-contract: error: unknown precisions {unknown or '(none)'}", file=sys.stderr)
+    try:
+        precisions = _subset(args.precisions, PRECISIONS, "precisions")
+        formats = _subset(args.formats, FORMATS, "formats")
+    except ValueError as exc:
+        print(f"build-contract: error: {exc}", file=sys.stderr)
         return 2
     quiet_libraries()
     from converters.bundle import BuildOptions, build_bundles
@@ -56,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens=args.tokens,
         seed=args.seed,
         precisions=precisions,
+        formats=formats,
         log=log,
     )
     models = MODELS if args.model == "all" else (args.model,)

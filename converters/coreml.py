@@ -39,7 +39,8 @@ def convert_to_mlprogram(
     model = ct.convert(
         traced,
         inputs=[_input_type(spec) for spec in contract.inputs],
-        outputs=[ct.TensorType(name=spec.name) for spec in contract.outputs],
+        # float32 outputs whatever the compute precision: the contract's dtype, not fp16
+        outputs=[ct.TensorType(name=spec.name, dtype=np.dtype(spec.dtype).type) for spec in contract.outputs],
         convert_to="mlprogram",
         minimum_deployment_target=getattr(ct.target, contract.coreml.deployment_target),
         compute_precision=getattr(ct.precision, _PRECISIONS[precision]),
@@ -88,7 +89,9 @@ def quantize_weights_int8(model, keep_float: tuple[np.ndarray, ...] = ()):  # ->
     if len(kept) != len(keep_float):
         raise ValueError(f"found {len(kept)} of the {len(keep_float)} weights to keep in float")
     config = OptimizationConfig(
-        global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel"),
+        global_config=OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel"
+        ),
         op_name_configs=dict.fromkeys(kept),
     )
     return linear_quantize_weights(model, config)

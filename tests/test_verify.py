@@ -47,7 +47,7 @@ def test_directory_of_bundles_is_expanded(bundles, capsys):
 
 def test_fp32_onnx_encoder_matches_goldens_within_1e5(bundles, capsys, tmp_path):
     report = tmp_path / "r.json"
-    run_verify(capsys, bundles / "encoder_v1", "--json", report)
+    run_verify(capsys, bundles / "encoder_v1", "--json", report, "--only", "onnx-fp32")
     checks = {c["name"]: c for c in json.loads(report.read_text())["bundles"][0]["checks"]}
     for batch, stats in checks["onnx-fp32/numerics[embedding]"]["details"]["per_batch"].items():
         assert stats["max_abs"] <= 1e-5, (batch, stats)
@@ -161,7 +161,7 @@ def test_truncated_onnx(copy_bundle, capsys, tmp_path):
     bundle = copy_bundle("personality_v1")
     path = bundle / "personality_v1.fp32.onnx"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    failures = verify_fails_with(capsys, tmp_path, bundle, "manifest")
+    failures = verify_fails_with(capsys, tmp_path, bundle, "manifest", "--only", "onnx-fp32")
     assert "onnx-fp32/checker" in failures
 
 
@@ -171,7 +171,8 @@ def test_truncated_coreml_weights(copy_bundle, capsys, tmp_path):
         bundle / "personality_v1.fp32.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     )
     weights.write_bytes(weights.read_bytes()[:1000])
-    verify_fails_with(capsys, tmp_path, bundle, "manifest")
+    failures = verify_fails_with(capsys, tmp_path, bundle, "manifest", "--only", "coreml-fp32")
+    assert "coreml-fp32/numerics" in failures
 
 
 def test_unlisted_file(copy_bundle, capsys, tmp_path):
@@ -252,7 +253,9 @@ def test_perturbed_onnx_weight(copy_bundle, capsys, tmp_path):
     target.CopyFrom(numpy_helper.from_array(values, target.name))
     onnx.save(model, str(path))
     rehash_manifest(bundle)
-    failures = verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[embedding]")
+    failures = verify_fails_with(
+        capsys, tmp_path, bundle, "onnx-fp32/numerics[embedding]", "--only", "onnx-fp32"
+    )
     assert not any(name.startswith("coreml") for name in failures)
 
 
@@ -266,7 +269,7 @@ def test_single_onnx_weight_changed_in_backbone(copy_bundle, capsys, tmp_path):
     target.CopyFrom(numpy_helper.from_array(values, target.name))
     onnx.save(model, str(path))
     rehash_manifest(bundle)
-    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[logits]")
+    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[logits]", "--only", "onnx-fp32")
 
 
 def test_regenerated_golden_from_other_weights(bundles, copy_bundle, capsys, tmp_path):

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from contracts import REGISTRY
 from contracts.environment import quiet_libraries
 
 EXIT_OK, EXIT_VIOLATION, EXIT_UNUSABLE = 0, 1, 2
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         help="Core ML compute units on macOS (default CPU_ONLY); not available elsewhere",
     )
     parser.add_argument("--no-numerics", action="store_true", help="structure and metadata checks only")
+    parser.add_argument(
+        "--only", metavar="KEYS", default="", help="check only these artifacts, e.g. coreml-int8,onnx-int8"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     return parser
 
@@ -45,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     from verify.result import UnusableInput
     from verify.verifier import VerifyOptions, verify_paths
 
-    options = VerifyOptions(compute_units=args.compute_units, numerics=not args.no_numerics)
+    only = tuple(k.strip() for k in args.only.split(",") if k.strip())
+    unknown = sorted(set(only) - {a.key for c in REGISTRY.values() for a in c.artifacts})
+    if unknown:
+        return _error(f"--only: unknown artifact keys {', '.join(unknown)}")
+    options = VerifyOptions(compute_units=args.compute_units, numerics=not args.no_numerics, only=only)
     paths = [bundle for path in args.paths for bundle in find_bundles(path)]
     try:
         reports = verify_paths(paths, options)

@@ -17,6 +17,7 @@ from verify.checks.integrity import (
 )
 from verify.checks.numerics import check_numerics
 from verify.checks.onnx_structure import check_onnx
+from verify.checks.size import check_size
 from verify.result import CheckResult, failed, skipped
 from verify.runners import OnnxRunner, Runner, coreml_runner
 
@@ -25,6 +26,7 @@ from verify.runners import OnnxRunner, Runner, coreml_runner
 class VerifyOptions:
     compute_units: str | None = None  # Core ML runtime units on macOS; None = default
     numerics: bool = True
+    only: tuple[str, ...] = ()  # artifact keys to check ("onnx-int8"); empty = all
 
 
 @dataclass
@@ -59,6 +61,8 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
         checks.append(failed("bundle-facts", "; ".join(fact_problems)))
     for artifact in contract.artifacts:
         key = artifact.key
+        if options.only and key not in options.only:
+            continue
         try:
             path = bundle.path(artifact.filename)
         except ValueError as exc:
@@ -69,6 +73,8 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
             continue
         structure = (check_coreml if artifact.format == "coreml" else check_onnx)(key, contract, path, facts)
         checks.extend(structure)
+        fp32 = contract.artifact(f"{artifact.format}-fp32").filename
+        checks.append(check_size(artifact, path, bundle.path(fp32)))
         if not options.numerics:
             checks.append(skipped(f"{key}/numerics", "numerics disabled (--no-numerics)"))
         elif golden is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from contracts import ArtifactSpec, Contract
@@ -11,16 +13,26 @@ from verify.result import CheckResult, failed, verdict
 from verify.runners import Runner
 
 
+def length_order(golden: Golden) -> np.ndarray:
+    """Rows sorted by token count, so each batch pads only to its own longest row."""
+    mask = golden.tensors.get("attention_mask")
+    if mask is None:
+        return np.arange(golden.rows)
+    return np.argsort(mask.sum(axis=1), kind="stable")
+
+
 def run_goldens(runner: Runner, contract: Contract, golden: Golden, batch: int) -> dict[str, np.ndarray]:
-    """All golden rows through ``runner`` in consecutive batches of ``batch``."""
+    """All golden rows through ``runner`` in length-sorted batches of ``batch``, in golden order."""
     names = [spec.name for spec in contract.inputs]
-    collected: dict[str, list[np.ndarray]] = {spec.name: [] for spec in contract.outputs}
+    order = length_order(golden)
+    results = {spec.name: [None] * golden.rows for spec in contract.outputs}
     for start in range(0, golden.rows, batch):
-        rows = np.arange(start, min(start + batch, golden.rows))
+        rows = order[start : start + batch]
         outputs = runner.run(golden.batch(names, rows))
-        for name in collected:
-            collected[name].append(outputs[name])
-    return {name: np.concatenate(parts) for name, parts in collected.items()}
+        for name, rows_out in results.items():
+            for row, value in zip(rows, outputs[name]):
+                rows_out[row] = value
+    return {name: np.stack(rows_out) for name, rows_out in results.items()}
 
 
 def check_numerics(
@@ -29,11 +41,14 @@ def check_numerics(
     """One result per output, judged on the worst batch size; statistics per batch size in details."""
     prefix = f"{artifact.key}/numerics"
     per_batch: dict[int, dict[str, np.ndarray]] = {}
+    seconds: dict[str, float] = {}
     for batch in contract.golden_batch_sizes:
+        start = time.perf_counter()
         try:
             per_batch[batch] = run_goldens(runner, contract, golden, batch)
         except Exception as exc:  # a backend failure is a contract violation of this artifact
             return [failed(prefix, f"{runner.backend} failed at batch {batch}: {type(exc).__name__}: {exc}")]
+        seconds[str(batch)] = time.perf_counter() - start
     results = []
     for spec in contract.outputs:
         tolerance = artifact.tolerance_for(spec.name)
@@ -80,6 +95,7 @@ def check_numerics(
                 backend=runner.backend,
                 bounds=worst,
                 per_batch={str(b): s for b, s in stats.items()},
+                seconds=seconds,
             )
         )
     return results

@@ -381,7 +381,7 @@ def _blas_ready(a: np.ndarray) -> np.ndarray:
 def linear(ctx: OpContext, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """x @ weight.T + bias, weight (D_out, D_in). Leading axes are flattened into one GEMM."""
     lead = x.shape[:-1]
-    out = np.matmul(_blas_ready(x.reshape(-1, x.shape[-1])), weight.T)
+    out = _gemm(_blas_ready(x.reshape(-1, x.shape[-1])), weight.T)
     if bias is not None:
         out += bias
     return out.reshape(*lead, weight.shape[0])
@@ -396,6 +396,18 @@ def _blas_controller() -> Any:
 
 
 _BLAS_CONTROLLER = _blas_controller()
+
+
+#: Below this many rows a 2-D GEMM runs on one BLAS thread: thread hand-off costs more than
+#: it saves (5x slower at 12 rows on a loaded 2-core machine).
+_SMALL_GEMM_ROWS = 256
+
+
+def _gemm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if _BLAS_CONTROLLER is None or x.shape[0] >= _SMALL_GEMM_ROWS:
+        return np.matmul(x, y)
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        return np.matmul(x, y)
 
 
 def _stacked_matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -418,7 +430,7 @@ def matmul(
         y = np.swapaxes(y, -1, -2)
     if x.ndim > 2 and y.ndim == 2:  # one GEMM over the flattened leading axes
         lead = x.shape[:-1]
-        return np.matmul(_blas_ready(x.reshape(-1, x.shape[-1])), _blas_ready(y)).reshape(*lead, y.shape[-1])
+        return _gemm(_blas_ready(x.reshape(-1, x.shape[-1])), _blas_ready(y)).reshape(*lead, y.shape[-1])
     return _stacked_matmul(_blas_ready(x), _blas_ready(y))
 
 
