@@ -72,7 +72,9 @@ class _Steps:
 
 
 def _selected(contract: Contract, options: BuildOptions) -> list[ArtifactSpec]:
-    return [a for a in contract.artifacts if a.precision in options.precisions and a.format in options.formats]
+    return [
+        a for a in contract.artifacts if a.precision in options.precisions and a.format in options.formats
+    ]
 
 
 def _write_artifact(
