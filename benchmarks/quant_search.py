@@ -7,9 +7,9 @@ Accuracy: the 1536-d ``embedding`` against the torch fp32 goldens, with the veri
 (length-sorted batches of 1, 7 and 64, padding trimmed per batch; the worst batch size counts).
 Speed: 64 texts of ~32 tokens (calibration sentences run together), onnxruntime CPU,
 intra_op_num_threads=2 and otherwise default session options for every model; all models and
-sentence-transformers run interleaved in each round; medians over the rounds, and the median of
-the per-round ratios to ONNX fp32. Two more passes on a subset: allow_spinning=0 (2 threads), and
-CPU time with one thread, which other load on the machine disturbs least.
+sentence-transformers run interleaved in each round, each after 0.2 s idle; medians over the
+rounds, and the median of the per-round ratios to ONNX fp32. Two more passes on a subset:
+allow_spinning=0 (2 threads), and CPU time with one thread, which other load disturbs least.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 BATCH_SIZES = (1, 7, 64)
 BENCH_TEXTS, BENCH_TOKENS = 64, 32
+#: Idle seconds before each timed run (see time_interleaved).
+PAUSE = 0.2
 #: Models also timed with allow_spinning=0 and with one thread (CPU time).
 SUBSET = ("fp32", "fp32 fused", "dynamic per-channel", "+ GPTQ weights", "chosen (+ two-pass V input)")
 
@@ -185,8 +187,10 @@ def candidates(fp32: Path, work: Path, calibration: list[dict]) -> dict[str, Cal
         return build
 
     length = max(b["input_ids"].shape[1] for b in calibration)
-    padded = [  # one shape for all batches: the histogram collectors stack them
-        {k: np.pad(v, ((0, 0), (0, length - v.shape[1]))) for k, v in b.items()} for b in calibration
+    padded = [  # one shape for all batches (the histogram collectors stack them): full batches only
+        {k: np.pad(v, ((0, 0), (0, length - v.shape[1]))) for k, v in b.items()}
+        for b in calibration
+        if len(b["input_ids"]) == len(calibration[0]["input_ids"])
     ]
 
     class Reader(CalibrationDataReader):
@@ -288,14 +292,18 @@ def accuracy(path: Path, golden: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def time_interleaved(
-    runs: dict[str, Callable[[], object]], rounds: int, warmup: int = 2, clock=time.perf_counter
+    runs: dict[str, Callable[[], object]], rounds: int, warmup: int = 2, clock=time.perf_counter, pause=PAUSE
 ) -> dict[str, list[float]]:
+    """Each round runs every model once; ``pause`` seconds idle before each run, so that the
+    spin-waiting threads of the session run just before have gone to sleep (without it, every
+    model competes with its predecessor's spinning pool, and the shorter runs suffer most)."""
     for run in runs.values():
         for _ in range(warmup):
             run()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
+            time.sleep(pause)
             start = clock()
             run()
             times[name].append(clock() - start)
@@ -385,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--golden", type=Path, help="golden.safetensors (default: compute it)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--only", nargs="*", help="candidate names to build (default: all)")
+    parser.add_argument("--reuse", action="store_true", help="keep candidates already in --workdir")
     parser.add_argument("--no-st", action="store_true", help="skip sentence-transformers")
     parser.add_argument("--sensitivity", action="store_true", help="also one-MatMul-at-a-time sensitivity")
     args = parser.parse_args(argv)
@@ -401,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         path = work / f"{name}.onnx"
         start = time.perf_counter()
-        details = build(path)
+        details = "reused" if args.reuse and path.exists() else build(path)
         results[name] = {"build_s": time.perf_counter() - start, "details": details, **accuracy(path, golden)}
         results[name]["size_mb"] = path.stat().st_size / 1e6
         paths[name] = path
