@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-st", action="store_true", help="skip sentence-transformers")
     parser.add_argument("--sensitivity", action="store_true", help="also one-MatMul-at-a-time sensitivity")
     args = parser.parse_args(argv)
-    logging.disable(logging.INFO)  # the quantizers log every tensor
+    logging.disable(logging.WARNING)  # the quantizers log every tensor and nag about pre-processing
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     fp32, golden_path = (args.fp32, args.golden) if args.fp32 and args.golden else prepare_reference(work)
