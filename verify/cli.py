@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     from verify.bundle import find_bundles
     from verify.report import print_table, summary_line, write_json
     from verify.result import UnusableInput
+    from verify.runners import native_coreml_available
     from verify.verifier import VerifyOptions, verify_paths
 
+    if args.compute_units and not native_coreml_available():
+        return _error(f"--compute-units {args.compute_units} needs the Core ML runtime (macOS)")
     only = tuple(k.strip() for k in args.only.split(",") if k.strip())
     unknown = sorted(set(only) - {a.key for c in REGISTRY.values() for a in c.artifacts})
     if unknown:
