@@ -4,6 +4,7 @@ from contracts.encoder_v1 import ENCODER_V1
 from contracts.personality_v1 import PERSONALITY_V1
 from contracts.schema import (
     CONTRACT_FORMAT,
+    MANIFEST_FORMAT,
     ArtifactSpec,
     Bound,
     Contract,
@@ -27,6 +28,7 @@ def get_contract(name: str) -> Contract:
 
 __all__ = [
     "CONTRACT_FORMAT",
+    "MANIFEST_FORMAT",
     "ENCODER_V1",
     "PERSONALITY_V1",
     "REGISTRY",

@@ -13,6 +13,8 @@ from typing import Any
 
 #: Version of the contract.json layout. A bundle written by a newer toolkit is refused.
 CONTRACT_FORMAT = 1
+#: Version of the manifest.json layout, written by converters and checked by verify.
+MANIFEST_FORMAT = 1
 
 
 class ContractError(ValueError):

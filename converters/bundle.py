@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contracts import ENCODER_V1, PERSONALITY_V1, ArtifactSpec, Contract, resolve_metadata
+from contracts import ENCODER_V1, MANIFEST_FORMAT, PERSONALITY_V1, ArtifactSpec, Contract, resolve_metadata
 from contracts.hashing import sha256_file, tree_sha256
 from converters.atomic import staged_directory
 from converters.recipes import coreml_int8_float_weights
@@ -29,7 +29,6 @@ from reference.personality import LoadedPersonality, load_personality
 from reference.tokens import load_tokens
 from reference.version import reference_code_sha256
 
-MANIFEST_FORMAT = 1
 _INTERMEDIATE = ".intermediate"  # files needed during the build only; removed before the manifest
 _TOOLS = ("coremltools", "torch", "onnx", "onnxruntime", "transformers", "numpy", "safetensors")
 

@@ -6,7 +6,6 @@ Every check gets a bundle broken in the way it exists to catch, and must name it
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -280,4 +279,3 @@ def test_regenerated_golden_from_other_weights(bundles, copy_bundle, capsys, tmp
     (bundle / "golden" / "golden.json").write_text(json.dumps(info))
     rehash_manifest(bundle)
     verify_fails_with(capsys, tmp_path, bundle, "golden", "--no-numerics")
-    shutil.rmtree(bundle)

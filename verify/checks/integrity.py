@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 
+from contracts import MANIFEST_FORMAT
 from contracts.hashing import encoder_fingerprint, sha256_file, tree_sha256
 from golden.store import Golden, GoldenError, read_golden
 from verify.bundle import MANIFEST_FILE, Bundle
 from verify.result import CheckResult, failed, passed, verdict
-
-MANIFEST_FORMAT = 1
 
 
 def check_contract(bundle: Bundle) -> CheckResult:
