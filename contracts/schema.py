@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Version of the contract.json layout. A bundle written by a newer toolkit is refused.
-CONTRACT_FORMAT = 1
+CONTRACT_FORMAT = 2
 #: Version of the manifest.json layout, written by converters and checked by verify.
 MANIFEST_FORMAT = 1
+UPDATABLE_KEY = "coreml-updatable"
 
 
 class ContractError(ValueError):
@@ -103,6 +104,52 @@ class OnnxTarget:
 
 
 @dataclass(frozen=True)
+class UpdatableParameter:
+    """A PyTorch parameter trained on device, and where it lives in the Core ML head."""
+
+    torch_name: str  # "projection.weight"
+    layer: str  # Core ML NeuralNetwork layer name
+    field: str  # "weights" | "bias" of that innerProduct layer
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OnDeviceTraining:
+    """The updatable Core ML model: a Pipeline of a frozen ML Program backbone and a
+    NeuralNetwork head whose ``parameters`` Core ML may update with ``loss`` and ``optimizer``."""
+
+    filename: str
+    features: TensorSpec  # backbone output = head input
+    probabilities: TensorSpec  # sigmoid(logits), the loss input
+    parameters: tuple[UpdatableParameter, ...]
+    loss: str  # "mean_squared_error" on `probabilities` against `target`
+    target: str  # training input holding the multi-hot targets
+    optimizer: str  # "sgd"
+    learning_rate: float
+    learning_rate_range: tuple[float, float]
+    mini_batch_size: int
+    mini_batch_sizes: tuple[int, ...]  # the update parameter's allowed values
+    epochs: int
+    epoch_choices: tuple[int, ...]
+    shuffle: bool
+    tolerances: tuple[OutputTolerance, ...]  # pipeline outputs against the inference goldens
+    replay_bound: Bound  # head weights after the golden update, replayed by the verifier
+    on_device_bound: Bound  # logits after an MLUpdateTask on macOS against the golden update
+    golden_examples: int = 16
+    golden_tokens_per_example: int = 4
+    golden_seed: int = 20241128
+
+    @property
+    def updatable(self) -> tuple[str, ...]:
+        return tuple(p.torch_name for p in self.parameters)
+
+    @property
+    def key(self) -> str:
+        """The updatable model's name in manifests, reports and ``--only``."""
+        return UPDATABLE_KEY
+
+
+@dataclass(frozen=True)
 class Contract:
     name: str
     version: str
@@ -111,7 +158,7 @@ class Contract:
     outputs: tuple[TensorSpec, ...]
     metadata: tuple[MetadataField, ...]
     artifacts: tuple[ArtifactSpec, ...]
-    updatable: tuple[str, ...] = ()
+    training: OnDeviceTraining | None = None
     golden_batch_sizes: tuple[int, ...] = (1, 7, 64)
     coreml: CoreMLTarget = field(default_factory=CoreMLTarget)
     onnx: OnnxTarget = field(default_factory=OnnxTarget)
@@ -127,6 +174,11 @@ class Contract:
             if artifact.key == key:
                 return artifact
         raise KeyError(f"contract {self.name} has no artifact {key!r}")
+
+    @property
+    def updatable(self) -> tuple[str, ...]:
+        """PyTorch names of the parameters trainable on device."""
+        return self.training.updatable if self.training else ()
 
     @property
     def batch(self) -> Dim:
@@ -156,7 +208,7 @@ class Contract:
                 outputs=tuple(_tensor(t) for t in data["outputs"]),
                 metadata=tuple(MetadataField(**m) for m in data["metadata"]),
                 artifacts=tuple(_artifact(a) for a in data["artifacts"]),
-                updatable=tuple(data["updatable"]),
+                training=_training(data["training"]) if data.get("training") else None,
                 golden_batch_sizes=tuple(data["golden_batch_sizes"]),
                 coreml=CoreMLTarget(**data["coreml"]),
                 onnx=OnnxTarget(**data["onnx"]),
@@ -194,15 +246,42 @@ def _tensor(data: dict[str, Any]) -> TensorSpec:
     )
 
 
+def _tolerances(data: list[dict[str, Any]]) -> tuple[OutputTolerance, ...]:
+    return tuple(
+        OutputTolerance(output=t["output"], bounds=tuple(Bound(**b) for b in t["bounds"])) for t in data
+    )
+
+
+_TRAINING_NESTED = (
+    "features",
+    "probabilities",
+    "parameters",
+    "tolerances",
+    "replay_bound",
+    "on_device_bound",
+)
+
+
+def _training(data: dict[str, Any]) -> OnDeviceTraining:
+    tuples = ("learning_rate_range", "mini_batch_sizes", "epoch_choices")
+    return OnDeviceTraining(
+        **{k: v for k, v in data.items() if k not in {*_TRAINING_NESTED, *tuples}},
+        **{k: tuple(data[k]) for k in tuples},
+        features=_tensor(data["features"]),
+        probabilities=_tensor(data["probabilities"]),
+        parameters=tuple(UpdatableParameter(**{**p, "shape": tuple(p["shape"])}) for p in data["parameters"]),
+        tolerances=_tolerances(data["tolerances"]),
+        replay_bound=Bound(**data["replay_bound"]),
+        on_device_bound=Bound(**data["on_device_bound"]),
+    )
+
+
 def _artifact(data: dict[str, Any]) -> ArtifactSpec:
     return ArtifactSpec(
         format=data["format"],
         precision=data["precision"],
         filename=data["filename"],
-        tolerances=tuple(
-            OutputTolerance(output=t["output"], bounds=tuple(Bound(**b) for b in t["bounds"]))
-            for t in data["tolerances"]
-        ),
+        tolerances=_tolerances(data["tolerances"]),
         max_size_ratio=data.get("max_size_ratio"),
         compute_precision=data.get("compute_precision"),
     )

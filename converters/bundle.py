@@ -22,8 +22,8 @@ from contracts import ENCODER_V1, MANIFEST_FORMAT, PERSONALITY_V1, ArtifactSpec,
 from contracts.hashing import sha256_file, tree_sha256
 from converters.atomic import staged_directory
 from converters.recipes import coreml_int8_float_weights
-from golden.generate import encoder_golden, load_corpus, personality_golden
-from golden.store import write_golden
+from golden.generate import encoder_golden, load_corpus, personality_golden, personalization_golden
+from golden.store import PERSONALIZATION_STEM, write_golden
 from reference.encoder import TOKENIZER_FILES, LoadedEncoder, load_encoder
 from reference.personality import LoadedPersonality, load_personality
 from reference.tokens import load_tokens
@@ -128,6 +128,10 @@ def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], ex
                 else path.stat().st_size
             )
             artifacts[artifact.key] = {"path": artifact.filename, "size_bytes": size}
+    if contract.training and (staging / contract.training.filename).exists():
+        path = staging / contract.training.filename
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        artifacts[contract.training.key] = {"path": contract.training.filename, "size_bytes": size}
     manifest = {
         "manifest_format": MANIFEST_FORMAT,
         "contract": {"name": contract.name, "version": contract.version},
@@ -208,7 +212,8 @@ def build_personality_bundle(
     contract = PERSONALITY_V1
     tokens = load_tokens(options.tokens)
     artifacts = _selected(contract, options)
-    steps = _Steps(contract.name, 2 + len(artifacts), options.log)
+    updatable = contract.training is not None and "coreml" in options.formats
+    steps = _Steps(contract.name, 2 + len(artifacts) + 2 * updatable, options.log)
     facts = {
         "weights_provenance": personality.provenance.describe(),
         "encoder_fingerprint": encoder.fingerprint,
@@ -227,6 +232,10 @@ def build_personality_bundle(
                 lambda a=artifact: _write_artifact(
                     a, personality.model, contract, example, staging, metadata
                 ),
+            )
+        if updatable:
+            _write_updatable(
+                steps, staging, personality, contract, corpus_embeddings, example, metadata, facts
             )
 
         def support_files() -> None:
@@ -251,6 +260,34 @@ def build_personality_bundle(
 
         steps.run("contract, tokens, manifest", support_files)
     return final
+
+
+def _write_updatable(
+    steps: _Steps,
+    staging: Path,
+    personality: LoadedPersonality,
+    contract: Contract,
+    corpus_embeddings: np.ndarray,
+    example: tuple[torch.Tensor, ...],
+    metadata: dict[str, str],
+    facts: dict[str, str],
+) -> None:
+    """The updatable pipeline and the golden personalization step it is checked against."""
+    from converters.updatable import build_updatable_pipeline
+
+    training = contract.training
+    tensors, info = steps.run(
+        "golden personalization step",
+        lambda: personalization_golden(personality, training, corpus_embeddings),
+    )
+    info = {**info, **_golden_provenance(contract, facts)}
+    write_golden(staging / "golden", tensors, info, stem=PERSONALIZATION_STEM)
+    steps.run(
+        f"coreml-updatable → {training.filename}",
+        lambda: build_updatable_pipeline(personality.model, contract, example, metadata).save(
+            str(staging / training.filename)
+        ),
+    )
 
 
 def _golden_provenance(contract: Contract, facts: dict[str, str]) -> dict[str, object]:

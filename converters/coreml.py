@@ -28,19 +28,24 @@ def convert_to_mlprogram(
     example_inputs: tuple[torch.Tensor, ...],
     precision: str,
     metadata: dict[str, str],
+    outputs: tuple[TensorSpec, ...] | None = None,
 ):  # -> ct.models.MLModel
-    """Trace ``module`` and convert it with the contract's names, ranges and target."""
+    """Trace ``module`` and convert it with the contract's names, ranges and target.
+
+    ``outputs`` replaces the contract's outputs (the updatable model's backbone ends in features).
+    """
     import coremltools as ct
 
     if precision not in _PRECISIONS:
         raise ValueError(f"Core ML precision {precision!r} is not one of {sorted(_PRECISIONS)}")
+    outputs = contract.outputs if outputs is None else outputs
     with torch.no_grad():
         traced = torch.jit.trace(module.eval(), example_inputs)
     model = ct.convert(
         traced,
         inputs=[_input_type(spec) for spec in contract.inputs],
         # float32 outputs whatever the compute precision: the contract's dtype, not fp16
-        outputs=[ct.TensorType(name=spec.name, dtype=np.dtype(spec.dtype).type) for spec in contract.outputs],
+        outputs=[ct.TensorType(name=spec.name, dtype=np.dtype(spec.dtype).type) for spec in outputs],
         convert_to="mlprogram",
         minimum_deployment_target=getattr(ct.target, contract.coreml.deployment_target),
         compute_precision=getattr(ct.precision, _PRECISIONS[precision]),
@@ -48,7 +53,7 @@ def convert_to_mlprogram(
     model.short_description = contract.description
     model.version = contract.version
     model.user_defined_metadata.update(metadata)
-    for spec in (*contract.inputs, *contract.outputs):
+    for spec in (*contract.inputs, *outputs):
         if spec.description:
             if spec in contract.inputs:
                 model.input_description[spec.name] = spec.description

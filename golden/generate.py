@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from contracts.schema import OnDeviceTraining
 from reference.encoder import LoadedEncoder
 from reference.personality import LoadedPersonality
+from reference.personalization import multi_hot_targets, personalize
 
 #: Random unit-norm 1536-d inputs for PersonalityModel alone, beside the corpus embeddings.
 RANDOM_EMBEDDINGS = 64
@@ -54,3 +56,32 @@ def personality_golden(
         "random_seed": RANDOM_SEED,
     }
     return {"embedding": embedding, "logits": logits}, info
+
+
+def personalization_golden(
+    personality: LoadedPersonality, training: OnDeviceTraining, corpus_embeddings: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The golden on-device update: the first corpus embeddings with seeded multi-hot targets,
+    the head before and after ``training.epochs`` epochs, and the updated model's logits."""
+    embedding = np.ascontiguousarray(corpus_embeddings[: training.golden_examples], dtype=np.float32)
+    target = multi_hot_targets(training, personality.model.output_bias.shape[0])
+    result = personalize(personality.model, training, embedding, target)
+    with torch.no_grad():
+        features = personality.model.features(torch.from_numpy(embedding)).numpy()
+    weight, bias = (result.updated[name] for name in training.updatable)
+    tensors = {"embedding": embedding, "target": target, "updated_logits": features @ weight.T + bias}
+    for stage, params in (("initial", result.initial), ("updated", result.updated)):
+        tensors.update({f"{stage}/{name}": value for name, value in params.items()})
+    info = {
+        "loss": training.loss,
+        "optimizer": training.optimizer,
+        "learning_rate": training.learning_rate,
+        "mini_batch_size": training.mini_batch_size,
+        "epochs": training.epochs,
+        "steps": len(result.losses),
+        "losses": result.losses,
+        "changed_parameters": list(result.changed),
+        "corpus_rows": training.golden_examples,
+        "target_seed": training.golden_seed,
+    }
+    return tensors, info

@@ -1,4 +1,8 @@
-"""Golden files: ``golden/golden.safetensors`` (tensors) + ``golden/golden.json`` (texts, provenance)."""
+"""Golden files: ``golden/golden.safetensors`` (tensors) + ``golden/golden.json`` (texts, provenance).
+
+The personality bundle also has ``golden/personalization.{safetensors,json}``: the golden
+on-device update (training set, head weights before and after).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from typing import Any
 import numpy as np
 
 GOLDEN_FORMAT = 1
-TENSORS_FILE = "golden.safetensors"
-INFO_FILE = "golden.json"
+GOLDEN_STEM = "golden"
+PERSONALIZATION_STEM = "personalization"
+TENSORS_FILE = f"{GOLDEN_STEM}.safetensors"
+INFO_FILE = f"{GOLDEN_STEM}.json"
 
 
 class GoldenError(ValueError):
@@ -42,28 +48,34 @@ class Golden:
 _SEQUENCE_INPUTS = ("input_ids", "attention_mask")
 
 
-def write_golden(directory: Path, tensors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+def write_golden(
+    directory: Path, tensors: dict[str, np.ndarray], info: dict[str, Any], stem: str = GOLDEN_STEM
+) -> None:
     from safetensors.numpy import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(tensors[k]) for k in sorted(tensors)}, str(directory / TENSORS_FILE))
+    save_file(
+        {k: np.ascontiguousarray(tensors[k]) for k in sorted(tensors)}, str(directory / f"{stem}.safetensors")
+    )
     info = {"golden_format": GOLDEN_FORMAT, **info}
-    (directory / INFO_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    text = json.dumps(info, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+    (directory / f"{stem}.json").write_text(text)
 
 
-def read_golden(directory: Path) -> Golden:
+def read_golden(directory: Path, stem: str = GOLDEN_STEM, same_rows: bool = True) -> Golden:
+    """Read and sanity-check ``stem``.safetensors/.json; ``same_rows``: one row count for all."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
-        info = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))
-        tensors = load_file(str(directory / TENSORS_FILE))
+        info = json.loads((directory / f"{stem}.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(directory / f"{stem}.safetensors"))
     except FileNotFoundError as exc:
         raise GoldenError(f"golden file missing: {exc.filename}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError, ValueError) as exc:
         raise GoldenError(f"golden files unreadable: {exc}") from None
     if not isinstance(info, dict) or info.get("golden_format") != GOLDEN_FORMAT:
-        raise GoldenError(f"golden.json golden_format is not {GOLDEN_FORMAT}")
-    if not tensors or len({t.shape[0] for t in tensors.values()}) != 1:
-        raise GoldenError("golden tensors are empty or disagree on the number of rows")
+        raise GoldenError(f"{stem}.json golden_format is not {GOLDEN_FORMAT}")
+    if not tensors or (same_rows and len({t.shape[0] for t in tensors.values()}) != 1):
+        raise GoldenError(f"{stem} tensors are empty or disagree on the number of rows")
     return Golden(tensors, info)

@@ -41,3 +41,14 @@ def edit_coreml_spec(mlpackage: Path, edit) -> None:
     spec = ct.utils.load_spec(str(mlpackage))
     edit(spec)
     coreml_spec_path(mlpackage).write_bytes(spec.SerializeToString())
+
+
+def verify_fails_with(capsys, tmp_path: Path, bundle: Path, expected: str, *extra: str) -> set[str]:
+    """Run verify-contract on ``bundle``; it must exit 1 and ``expected`` must be among the failures."""
+    report = tmp_path / "report.json"
+    code, out, err = run_verify(capsys, bundle, "--json", report, *extra)
+    failures = failing_checks(report)
+    assert code == 1, out + err
+    assert expected in failures, failures
+    assert expected in out  # named in the summary line too
+    return failures

@@ -23,7 +23,8 @@ def test_bundle_layout(bundles, contract):
     assert (root / "contract.json").is_file() and (root / "manifest.json").is_file()
     assert (root / "golden" / "golden.safetensors").is_file()
     manifest = json.loads((root / "manifest.json").read_text())
-    assert set(manifest["artifacts"]) == {a.key for a in contract.artifacts}
+    trained = {contract.training.key} if contract.training else set()
+    assert set(manifest["artifacts"]) == {a.key for a in contract.artifacts} | trained
     assert all(entry["size_bytes"] > 1_000_000 for entry in manifest["artifacts"].values())
     assert {"coremltools", "torch", "onnx", "onnxruntime"} <= set(manifest["tools"])
     assert manifest["seed"] == 0 and manifest["sources"]["demo_weights"] is True

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from contracts import (
+    CONTRACT_FORMAT,
     ENCODER_V1,
     PERSONALITY_V1,
     REGISTRY,
@@ -35,7 +36,7 @@ def test_contract_values_match_the_spec():
 
 
 def test_newer_contract_format_refused():
-    data = ENCODER_V1.to_dict() | {"contract_format": 2}
+    data = ENCODER_V1.to_dict() | {"contract_format": CONTRACT_FORMAT + 1}
     with pytest.raises(ContractError, match="upgrade coreml-contract"):
         Contract.from_dict(data)
 

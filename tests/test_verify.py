@@ -12,20 +12,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify
+from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify, verify_fails_with
 
 pytestmark = pytest.mark.slow
-
-
-def verify_fails_with(capsys, tmp_path, bundle, expected: str, *extra: str) -> set[str]:
-    """Run verify-contract on ``bundle``; it must exit 1 and ``expected`` must be among the failures."""
-    report = tmp_path / "report.json"
-    code, out, err = run_verify(capsys, bundle, "--json", report, *extra)
-    failures = failing_checks(report)
-    assert code == 1, out + err
-    assert expected in failures, failures
-    assert expected in out  # named in the summary line too
-    return failures
 
 
 def test_default_bundles_pass(bundles, capsys, tmp_path):

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
 
     from verify.bundle import find_bundles
+    from verify.checks.updatable import KEY as UPDATABLE_KEY
     from verify.report import print_table, summary_line, write_json
     from verify.result import UnusableInput
     from verify.runners import native_coreml_available
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compute_units and not native_coreml_available():
         return _error(f"--compute-units {args.compute_units} needs the Core ML runtime (macOS)")
     only = tuple(k.strip() for k in args.only.split(",") if k.strip())
-    unknown = sorted(set(only) - {a.key for c in REGISTRY.values() for a in c.artifacts})
+    keys = {a.key for c in REGISTRY.values() for a in c.artifacts}
+    keys |= {UPDATABLE_KEY for c in REGISTRY.values() if c.training}
+    unknown = sorted(set(only) - keys)
     if unknown:
         return _error(f"--only: unknown artifact keys {', '.join(unknown)}")
     options = VerifyOptions(compute_units=args.compute_units, numerics=not args.no_numerics, only=only)

@@ -18,6 +18,8 @@ from verify.checks.integrity import (
 from verify.checks.numerics import check_numerics
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
+from verify.checks.updatable import KEY as UPDATABLE_KEY
+from verify.checks.updatable import check_updatable
 from verify.result import CheckResult, failed, skipped
 from verify.runners import OnnxRunner, Runner, coreml_runner
 
@@ -83,7 +85,20 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
             checks.append(skipped(f"{key}/numerics", "structure check failed; not run"))
         else:
             checks.extend(_numerics(artifact, bundle, path, golden, options))
+    if contract.training and (not options.only or UPDATABLE_KEY in options.only):
+        checks.extend(_updatable(bundle, golden, facts, options))
     return report
+
+
+def _updatable(bundle: Bundle, golden, facts: dict[str, str], options: VerifyOptions) -> list[CheckResult]:
+    filename = bundle.registered.training.filename
+    try:
+        path = bundle.path(filename)
+    except ValueError as exc:
+        return [failed(f"{UPDATABLE_KEY}/present", str(exc))]
+    if not path.exists():
+        return [failed(f"{UPDATABLE_KEY}/present", f"{filename} missing")]
+    return check_updatable(bundle, path, facts, golden, options.numerics, options.compute_units)
 
 
 def _numerics(artifact, bundle: Bundle, path: Path, golden, options: VerifyOptions) -> list[CheckResult]:

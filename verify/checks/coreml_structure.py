@@ -18,7 +18,7 @@ def load_spec(path: Path):
     return ct.utils.load_spec(str(path))
 
 
-def _array_problems(spec: TensorSpec, feature, check_shape: bool) -> list[str]:
+def array_problems(spec: TensorSpec, feature, check_shape: bool) -> list[str]:
     from coremltools.proto import FeatureTypes_pb2 as ft
 
     kind = feature.type.WhichOneof("Type")
@@ -62,7 +62,7 @@ def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
             problems.append(f"{kind} {names} != contract {[t.name for t in wanted]}")
             continue
         for tensor, feature in zip(wanted, present):
-            problems += _array_problems(tensor, feature, check_shape)
+            problems += array_problems(tensor, feature, check_shape)
     return verdict(
         name,
         problems,

@@ -89,11 +89,17 @@ def _shape_ok(declared: tuple, actual: tuple) -> bool:
 class MILProgramExecutor:
     """Evaluate the main function of a Core ML ML Program (``.mlpackage``) with numpy.
 
-    ``registry`` overrides the op registry (default :data:`verify.mil.ops.REGISTRY`).
+    ``registry`` overrides the op registry (default :data:`verify.mil.ops.REGISTRY`);
+    ``submodel`` picks one model of a Pipeline package.
     Raises :class:`UnsupportedOpError` at construction if any op has no implementation.
     """
 
-    def __init__(self, path: Path | str, registry: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        registry: Mapping[str, Callable[..., Any]] | None = None,
+        submodel: int | None = None,
+    ) -> None:
         import coremltools as ct
         from coremltools.converters.mil.frontend.milproto.load import load
 
@@ -101,6 +107,10 @@ class MILProgramExecutor:
         self._registry = _ops.REGISTRY if registry is None else registry
         model = ct.models.MLModel(str(self.path), skip_model_load=True)
         spec = model.get_spec()
+        if submodel is not None:  # one model of a Pipeline; its weights share the package
+            if spec.WhichOneof("Type") != "pipeline":
+                raise ValueError(f"{self.path}: not a Pipeline (found {spec.WhichOneof('Type')})")
+            spec = spec.pipeline.models[submodel]
         if spec.WhichOneof("Type") != "mlProgram":
             raise ValueError(f"{self.path}: not an ML Program (found {spec.WhichOneof('Type')})")
         program = load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
