@@ -35,3 +35,22 @@ def encoder_fingerprint(minilm_sha256: str, tokenizer_hashes: dict[str, str], he
     lines += [f"tokenizer/{name} {tokenizer_hashes[name]}" for name in sorted(tokenizer_hashes)]
     lines.append(f"head {head_sha256}")
     return sha256_text("\n".join(lines) + "\n")
+
+
+#: Packages whose source decides golden values: the PyTorch reference and golden generation.
+REFERENCE_PACKAGES = ("reference", "golden")
+
+
+def reference_code_sha256() -> str:
+    """A content hash of the reference code, read from disk without importing it (no torch)."""
+    from importlib.util import find_spec
+
+    digest = hashlib.sha256()
+    for package in REFERENCE_PACKAGES:
+        spec = find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"package {package!r} not found")
+        for path in sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.py")):
+            digest.update(f"{package}/{path.name}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

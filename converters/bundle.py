@@ -30,6 +30,8 @@ from reference.tokens import load_tokens
 from reference.version import reference_code_sha256
 
 _INTERMEDIATE = ".intermediate"  # files needed during the build only; removed before the manifest
+#: Hashed once, when the reference code is imported: goldens and manifest record the code that ran.
+_REFERENCE_CODE = reference_code_sha256()
 _TOOLS = ("coremltools", "torch", "onnx", "onnxruntime", "transformers", "numpy", "safetensors")
 
 Log = Callable[[str], None]
@@ -139,7 +141,7 @@ def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], ex
         "artifacts": artifacts,
         "weights_provenance": facts["weights_provenance"],
         "encoder_fingerprint": facts["encoder_fingerprint"],
-        "reference_code_sha256": reference_code_sha256(),
+        "reference_code_sha256": _REFERENCE_CODE,
         "tools": tool_versions(),
         **extra,
     }
@@ -295,7 +297,7 @@ def _golden_provenance(contract: Contract, facts: dict[str, str]) -> dict[str, o
         "contract": contract.name,
         "encoder_fingerprint": facts["encoder_fingerprint"],
         "weights_provenance": facts["weights_provenance"],
-        "reference_code_sha256": reference_code_sha256(),
+        "reference_code_sha256": _REFERENCE_CODE,
     }
 
 

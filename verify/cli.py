@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="+", type=Path, help="bundle directories, or a directory of bundles")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write a machine-readable report")
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML, one testcase per check")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
+    parser.add_argument(
+        "--html", type=Path, metavar="FILE", help="write an HTML report with error histograms (matplotlib)"
+    )
     parser.add_argument(
         "--compute-units",
         choices=("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU"),
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from verify.bundle import find_bundles
     from verify.checks.updatable import KEY as UPDATABLE_KEY
-    from verify.report import print_table, summary_line, write_json
+    from verify.report import print_table, summary_line
     from verify.result import UnusableInput
     from verify.runners import native_coreml_available
     from verify.verifier import VerifyOptions, verify_paths
@@ -73,12 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         print_table(reports, console)
     verdict = "[green]PASS[/] " if code == EXIT_OK else "[bold red]FAIL[/] "
     console.print(verdict + escape(summary_line(reports)))
-    if args.json:
+    for path, write in _writers(args).items():
         try:
-            write_json(args.json, reports, code)
+            write(path, reports, code)
         except OSError as exc:
-            return _error(f"cannot write {args.json}: {exc.strerror}")
+            return _error(f"cannot write {path}: {exc.strerror}")
     return code
+
+
+def _writers(args: argparse.Namespace) -> dict:
+    """Report files asked for, each with its writer."""
+    from verify import junit, markdown, report, visual
+
+    chosen = {
+        args.json: report.write_json,
+        args.junit: lambda path, reports, code: junit.write_junit(path, reports),
+        args.markdown: markdown.write_markdown,
+        args.html: visual.write_html,
+    }
+    return {path: write for path, write in chosen.items() if path is not None}
 
 
 if __name__ == "__main__":

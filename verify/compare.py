@@ -73,6 +73,24 @@ def statistics(actual: np.ndarray, expected: np.ndarray, extra: tuple[str, ...] 
     return {name: METRICS[name].compute(actual, expected) for name in names}
 
 
+#: log10 |error| bin edges of the error histograms in reports: 1e-10 … 10, four bins a decade.
+HISTOGRAM_EDGES = tuple(round(-10 + 0.25 * i, 2) for i in range(45))
+
+
+def error_histogram(errors: list[np.ndarray]) -> dict[str, list]:
+    """Counts of |actual - golden| per log10 bin; exact zeros and values beyond the edges apart."""
+    values = np.concatenate([e.ravel() for e in errors]) if errors else np.zeros(0)
+    nonzero = values[values > 0]
+    logs = np.log10(nonzero)
+    counts, _ = np.histogram(np.clip(logs, HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1]), bins=HISTOGRAM_EDGES)
+    return {
+        "log10_edges": list(HISTOGRAM_EDGES),
+        "counts": counts.tolist(),
+        "zeros": int(values.size - nonzero.size),
+        "total": int(values.size),
+    }
+
+
 def within(bound: Bound, value: float) -> bool:
     metric = METRICS[bound.metric]
     if not np.isfinite(value):

@@ -11,6 +11,7 @@ from verify.checks.integrity import (
     bundle_facts,
     check_contract,
     check_encoder_fingerprint,
+    check_golden_freshness,
     check_manifest,
     check_pinning,
     load_golden,
@@ -58,6 +59,7 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
         checks.append(check_encoder_fingerprint(bundle))
     golden, golden_check = load_golden(bundle)
     checks.append(golden_check)
+    checks.append(check_golden_freshness(bundle))
     facts, fact_problems = bundle_facts(bundle)
     if fact_problems:
         checks.append(failed("bundle-facts", "; ".join(fact_problems)))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from contracts import MANIFEST_FORMAT
-from contracts.hashing import encoder_fingerprint, sha256_file, tree_sha256
+from contracts.hashing import encoder_fingerprint, reference_code_sha256, sha256_file, tree_sha256
 from golden.store import Golden, GoldenError, read_golden
 from verify.bundle import MANIFEST_FILE, Bundle
 from verify.result import CheckResult, failed, passed, verdict
@@ -82,13 +82,47 @@ def load_golden(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
             problems.append(f"{spec.name} holds NaN or Inf")
     if golden.rows < max(bundle.registered.golden_batch_sizes):
         problems.append(f"{golden.rows} golden rows, fewer than the largest batch checked")
-    if bundle.manifest is not None:
-        for key in ("encoder_fingerprint", "weights_provenance"):
-            if golden.info.get(key) != bundle.manifest.get(key):
-                problems.append(
-                    f"golden {key} differs from the manifest's (stale goldens: rebuild the bundle)"
-                )
+    problems += stale_golden_problems(bundle, golden.info)
     return (golden if not problems else None), verdict("golden", problems, f"{golden.rows} rows")
+
+
+#: What a golden records about the reference that made it, and the manifest must agree with.
+GOLDEN_PROVENANCE = ("encoder_fingerprint", "weights_provenance", "reference_code_sha256")
+
+
+def stale_golden_problems(bundle: Bundle, info: dict) -> list[str]:
+    """Goldens made by other weights or other reference code than the manifest records."""
+    if bundle.manifest is None:
+        return []
+    stale = [key for key in GOLDEN_PROVENANCE if info.get(key) != bundle.manifest.get(key)]
+    if not stale:
+        return []
+    return [f"stale goldens: their {', '.join(stale)} differ from the manifest's; {regenerate_hint(bundle)}"]
+
+
+def regenerate_hint(bundle: Bundle) -> str:
+    """The build command that regenerates this bundle's goldens from its recorded sources."""
+    manifest = bundle.manifest or {}
+    sources = manifest.get("sources") or {}
+    command = f"build-contract {bundle.root.parent} --model {bundle.name} --seed {manifest.get('seed', 0)}"
+    if sources.get("demo_weights") is False:
+        flag = "--encoder-weights" if bundle.name == "encoder_v1" else "--personality-weights"
+        recorded = sources.get("head_file_sha256") or sources.get("personality_file_sha256") or "?"
+        command += f" {flag} FILE (sha256 {str(recorded)[:16]}…)"
+    return f"regenerate with `{command}`"
+
+
+def check_golden_freshness(bundle: Bundle) -> CheckResult:
+    """The bundle's goldens came from this toolkit's reference code; otherwise they may be stale."""
+    recorded = (bundle.manifest or {}).get("reference_code_sha256")
+    current = reference_code_sha256()
+    if recorded != current:
+        return failed(
+            "golden-freshness",
+            f"goldens made by reference code {str(recorded)[:12]}, this toolkit's is {current[:12]}: "
+            + regenerate_hint(bundle),
+        )
+    return passed("golden-freshness", f"reference code {current[:12]}")
 
 
 def check_encoder_fingerprint(bundle: Bundle) -> CheckResult:

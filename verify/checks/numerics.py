@@ -8,7 +8,7 @@ import numpy as np
 
 from contracts import ArtifactSpec, Contract
 from golden.store import Golden
-from verify.compare import METRICS, budget_used, statistics, within
+from verify.compare import METRICS, budget_used, error_histogram, statistics, within
 from verify.result import CheckResult, failed, verdict
 from verify.runners import Runner
 
@@ -55,7 +55,7 @@ def check_numerics(
         bounds = tolerance.bounds if tolerance else ()
         extra = tuple(b.metric for b in bounds)
         expected = golden.tensors[spec.name]
-        problems, stats, worst = [], {}, {}
+        problems, stats, worst, errors = [], {}, {}, []
         for batch, outputs in per_batch.items():
             actual = outputs[spec.name]
             if actual.shape != expected.shape:
@@ -65,6 +65,7 @@ def check_numerics(
                 problems.append(f"batch {batch}: NaN or Inf in output")
                 continue
             stats[batch] = statistics(actual, expected, extra)
+            errors.append(np.abs(actual.astype(np.float64) - expected.astype(np.float64)))
             if spec.unit_norm:
                 stats[batch]["max_norm_error"] = float(np.abs(np.linalg.norm(actual, axis=1) - 1.0).max())
         for bound in bounds:
@@ -95,6 +96,7 @@ def check_numerics(
                 backend=runner.backend,
                 bounds=worst,
                 per_batch={str(b): s for b, s in stats.items()},
+                histogram=error_histogram(errors),
                 seconds=seconds,
             )
         )

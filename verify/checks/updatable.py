@@ -12,6 +12,7 @@ from contracts.schema import UPDATABLE_KEY, OnDeviceTraining
 from golden.store import PERSONALIZATION_STEM, Golden, GoldenError, read_golden
 from verify.bundle import Bundle
 from verify.checks.coreml_structure import array_problems, load_spec
+from verify.checks.integrity import stale_golden_problems
 from verify.checks.metadata import check_metadata
 from verify.checks.numerics import check_numerics
 from verify.head import PipelineMILRunner, declared_sgd, inner_product, replay_update
@@ -175,10 +176,7 @@ def load_personalization(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
         problems.append(f"missing tensors {missing}")
     elif not all(np.isfinite(golden.tensors[k]).all() for k in wanted):
         problems.append("holds NaN or Inf")
-    if bundle.manifest is not None:
-        for key in ("encoder_fingerprint", "weights_provenance", "reference_code_sha256"):
-            if golden.info.get(key) != bundle.manifest.get(key):
-                problems.append(f"{key} differs from the manifest's (stale golden: rebuild the bundle)")
+    problems += stale_golden_problems(bundle, golden.info)
     summary = f"{golden.info.get('steps')} SGD steps on {len(golden.tensors.get('target', []))} examples"
     return (None if problems else golden), verdict(name, problems, summary)
 

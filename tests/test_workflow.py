@@ -1,0 +1,63 @@
+"""The model pull-request workflow is well formed and runs what CI and the README run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "model-contract.yml"
+
+
+def _workflow() -> dict:
+    data = yaml.safe_load(WORKFLOW.read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def _runs(job: dict) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_workflow_is_well_formed():
+    workflow = _workflow()
+    assert set(workflow["jobs"]) == {"linux", "macos"}
+    for name, job in workflow["jobs"].items():
+        assert job["runs-on"] and job["steps"], name
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), (name, step)
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), step["uses"]
+    assert workflow["jobs"]["macos"]["needs"] == "linux"
+    assert workflow["jobs"]["macos"]["runs-on"].startswith("macos")
+
+
+def test_runs_on_pull_requests_touching_models():
+    paths = _workflow()["on"]["pull_request"]["paths"]
+    for touched in ("reference/**", "weights/**", "contracts/**", "converters/**"):
+        assert touched in paths
+
+
+def test_runs_the_commands_of_ci_and_the_readme():
+    linux = _runs(_workflow()["jobs"]["linux"])
+    readme = (ROOT / "README.md").read_text()
+    commands = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    assert "tox -e bundles" in commands and "tox " in commands
+    assert "bash .ci/run" in linux and "tox -e bundles" in linux
+    assert "python3 -m tox\n" in (ROOT / ".ci" / "run").read_text()  # the README's `tox`
+    assert "diff-contract" in linux and "GITHUB_STEP_SUMMARY" in linux
+
+
+def test_macos_job_runs_native_checks_and_uploads_reports():
+    workflow = _workflow()
+    macos = workflow["jobs"]["macos"]
+    assert "--compute-units CPU_ONLY" in _runs(macos)
+    for job in workflow["jobs"].values():
+        uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+        assert any(s["with"]["path"] == "reports/" and s.get("if") == "always()" for s in uploads)
+    setup = [
+        s for s in workflow["jobs"]["linux"]["steps"] if s.get("uses", "").startswith("actions/setup-python")
+    ]
+    assert setup[0]["with"]["cache"] == "pip"
