@@ -54,3 +54,28 @@ def reference_code_sha256() -> str:
             digest.update(f"{package}/{path.name}\n".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+#: Model metadata that differs from one conversion to the next and says nothing of the model.
+NONDETERMINISTIC_METADATA = ("com.github.apple.coremltools.conversion_date",)
+
+
+def artifact_content_sha256(path: Path) -> str:
+    """A hash of what an artifact computes: for an ``.mlpackage``, its Model proto without
+    conversion dates (serialized deterministically) and its weight files, but not the package's
+    Manifest.json, whose item identifiers are random; an ``.onnx`` file is hashed whole."""
+    if not path.is_dir():
+        return sha256_file(path)
+    from coremltools.proto import Model_pb2
+
+    data = path / "Data" / "com.apple.CoreML"
+    spec = Model_pb2.Model()
+    spec.ParseFromString((data / "model.mlmodel").read_bytes())
+    for model in (spec, *spec.pipeline.models):
+        for key in NONDETERMINISTIC_METADATA:
+            model.description.metadata.userDefined.pop(key, None)
+    lines = [f"model.mlmodel {hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()}"]
+    weights = data / "weights"
+    if weights.is_dir():
+        lines += [f"weights/{name} {digest}" for name, digest in tree_sha256(weights).items()]
+    return sha256_text("\n".join(lines) + "\n")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from contracts import ENCODER_V1, MANIFEST_FORMAT, PERSONALITY_V1, ArtifactSpec, Contract, resolve_metadata
-from contracts.hashing import sha256_file, tree_sha256
+from contracts.hashing import artifact_content_sha256, sha256_file, tree_sha256
 from converters.atomic import staged_directory
 from converters.recipes import coreml_int8_float_weights
 from golden.generate import encoder_golden, load_corpus, personality_golden, personalization_golden
@@ -120,20 +120,20 @@ def _write_artifact(
 def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], extra: dict) -> None:
     shutil.rmtree(staging / _INTERMEDIATE, ignore_errors=True)
     files = tree_sha256(staging)
+    entries = [(a.key, a.filename) for a in contract.artifacts]
+    if contract.training:
+        entries.append((contract.training.key, contract.training.filename))
     artifacts = {}
-    for artifact in contract.artifacts:
-        path = staging / artifact.filename
-        if path.exists():
-            size = (
-                sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-                if path.is_dir()
-                else path.stat().st_size
-            )
-            artifacts[artifact.key] = {"path": artifact.filename, "size_bytes": size}
-    if contract.training and (staging / contract.training.filename).exists():
-        path = staging / contract.training.filename
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        artifacts[contract.training.key] = {"path": contract.training.filename, "size_bytes": size}
+    for key, filename in entries:
+        path = staging / filename
+        if not path.exists():
+            continue
+        files_of = path.rglob("*") if path.is_dir() else [path]
+        artifacts[key] = {
+            "path": filename,
+            "size_bytes": sum(p.stat().st_size for p in files_of if p.is_file()),
+            "content_sha256": artifact_content_sha256(path),
+        }
     manifest = {
         "manifest_format": MANIFEST_FORMAT,
         "contract": {"name": contract.name, "version": contract.version},

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from contracts.hashing import tree_sha256
+from verify.mutants import edit_coreml_spec, rehash_manifest
+
+__all__ = ["edit_coreml_spec", "rehash_manifest", "failing_checks", "run_verify", "verify_fails_with"]
 
 
 def run_verify(capsys, *args: str) -> tuple[int, str, str]:
@@ -16,31 +18,9 @@ def run_verify(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def rehash_manifest(bundle: Path) -> None:
-    """Recompute the manifest's file hashes, as a careless rebuild would: the mutation then
-    shows up only in the check that is meant to catch it, not as a hash mismatch."""
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["files"] = {k: v for k, v in tree_sha256(bundle).items() if k != "manifest.json"}
-    path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-
-
 def failing_checks(report_path: Path) -> set[str]:
     report = json.loads(report_path.read_text())
     return {c["name"] for b in report["bundles"] for c in b["checks"] if c["status"] == "fail"}
-
-
-def coreml_spec_path(mlpackage: Path) -> Path:
-    return mlpackage / "Data" / "com.apple.CoreML" / "model.mlmodel"
-
-
-def edit_coreml_spec(mlpackage: Path, edit) -> None:
-    """Load the Model proto inside an .mlpackage, apply ``edit(spec)``, write it back."""
-    import coremltools as ct
-
-    spec = ct.utils.load_spec(str(mlpackage))
-    edit(spec)
-    coreml_spec_path(mlpackage).write_bytes(spec.SerializeToString())
 
 
 def verify_fails_with(capsys, tmp_path: Path, bundle: Path, expected: str, *extra: str) -> set[str]:

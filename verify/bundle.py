@@ -74,8 +74,13 @@ def open_bundle(root: Path) -> Bundle:
 
 
 def find_bundles(path: Path) -> list[Path]:
-    """A bundle itself, or a directory whose children are bundles (``artifacts/``)."""
+    """A bundle itself, or a directory whose children are bundles (``artifacts/``). Hidden
+    children are skipped: they are staging directories of builds in progress or killed."""
     if (path / CONTRACT_FILE).exists() or not path.is_dir():
         return [path]
-    children = sorted(p for p in path.iterdir() if p.is_dir() and (p / CONTRACT_FILE).is_file())
+    children = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / CONTRACT_FILE).is_file()
+    )
     return children or [path]

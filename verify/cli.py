@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         "--only", metavar="KEYS", default="", help="check only these artifacts, e.g. coreml-int8,onnx-int8"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="verify the bundles, then mutants of them; exit 1 if a clean bundle fails or a mutant survives",
+    )
     return parser
 
 
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--only: unknown artifact keys {', '.join(unknown)}")
     options = VerifyOptions(compute_units=args.compute_units, numerics=not args.no_numerics, only=only)
     paths = [bundle for path in args.paths for bundle in find_bundles(path)]
+    if args.self_test:
+        return _self_test(paths)
     try:
         reports = verify_paths(paths, options)
     except UnusableInput as exc:
@@ -84,6 +91,39 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             return _error(f"cannot write {path}: {exc.strerror}")
     return code
+
+
+def _self_test(paths: list[Path]) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from verify.report import summary_line
+    from verify.result import UnusableInput
+    from verify.selftest import self_test
+
+    console = Console(width=160 if not sys.stdout.isatty() else None)
+    try:
+        result = self_test(paths, log=lambda line: console.print(escape(line), style="dim"))
+    except UnusableInput as exc:
+        return _error(str(exc))
+    console.print(f"clean bundles: {escape(summary_line(result.clean))}")
+    table = Table(title="mutants", title_justify="left")
+    for column in ("mutant", "bundle", "expected check", "status", "failing checks"):
+        table.add_column(column, overflow="fold")
+    for outcome in result.outcomes:
+        status = "[green]caught[/]" if outcome.caught else "[bold red]survived[/]"
+        if outcome.caught and not outcome.caught_as_expected:
+            status = "[yellow]caught (other check)[/]"
+        detail = outcome.error or ", ".join(outcome.failing)
+        table.add_row(
+            outcome.mutant.name, outcome.mutant.contract, outcome.mutant.expected, status, escape(detail)
+        )
+    console.print(table)
+    caught = sum(o.caught for o in result.outcomes)
+    clean = "pass" if not any(r.failed for r in result.clean) else "FAIL"
+    console.print(f"self-test: {caught}/{len(result.outcomes)} mutants caught; clean bundles {clean}")
+    return EXIT_OK if result.passed else EXIT_VIOLATION
 
 
 def _writers(args: argparse.Namespace) -> dict:

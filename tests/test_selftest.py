@@ -1,0 +1,51 @@
+"""verify-contract --self-test: every mutant of the default bundles is caught, by the check
+meant for it, and the clean bundles pass; a surviving mutant fails the self-test."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import run_verify
+from verify.mutants import MUTANTS, Mutant
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_mutant_is_caught_by_its_check(bundles):
+    from verify.selftest import self_test
+
+    result = self_test([bundles / "encoder_v1", bundles / "personality_v1"])
+    assert not any(r.failed for r in result.clean)
+    assert [o.mutant.name for o in result.outcomes] == [m.name for m in MUTANTS]
+    missed = {o.mutant.name: (o.error, o.failing) for o in result.outcomes if not o.caught_as_expected}
+    assert missed == {}
+    assert result.passed
+
+
+def test_required_mutants_are_present():
+    names = " ".join(m.name for m in MUTANTS)
+    for required in (
+        "onnx-fp32 weight",
+        "coreml-fp32 weight",
+        "updatable head weight",
+        "token order swapped",
+        "batch range 1..32",
+        "metadata key missing",
+        "metadata value wrong",
+        "extra updatable layer",
+        "final L2 normalisation dropped",
+        "fp16 overflow",
+        "stale golden",
+        "tampered manifest hash",
+    ):
+        assert required in names
+
+
+def test_a_surviving_mutant_fails_the_self_test(bundles, capsys, monkeypatch):
+    import verify.selftest
+
+    harmless = Mutant("touch nothing", "personality_v1", "manifest", lambda bundle: None, numerics=False)
+    monkeypatch.setattr(verify.selftest, "MUTANTS", (harmless,))
+    code, out, _ = run_verify(capsys, bundles / "personality_v1", "--self-test")
+    assert code == 1
+    assert "0/1 mutants caught" in out and "survived" in out

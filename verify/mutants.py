@@ -1,0 +1,253 @@
+"""Mutants: copies of a good bundle broken in one known way each, for ``verify-contract --self-test``
+and the test suite. Every edit works on the files alone (no converter), and, except for the
+manifest mutant, rehashes the manifest as a careless rebuild would, so only the check meant to
+catch the mutation can."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contracts.hashing import tree_sha256
+from golden.store import INFO_FILE
+
+_BLOB_SENTINEL = 0xDEADBEEF
+_BLOB_DTYPES = {1: np.float16, 2: np.float32}  # MIL blob storage data types
+_SPEC = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
+
+
+def rehash_manifest(bundle: Path) -> None:
+    """Recompute the manifest's file table from what is on disk."""
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {k: v for k, v in tree_sha256(bundle).items() if k != "manifest.json"}
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def edit_coreml_spec(mlpackage: Path, edit: Callable) -> None:
+    """Load the Model proto inside an .mlpackage, apply ``edit(spec)``, write it back."""
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(mlpackage))
+    edit(spec)
+    (mlpackage / _SPEC).write_bytes(spec.SerializeToString())
+
+
+def perturb_weight_blob(mlpackage: Path, relative: float, seed: int = 0) -> None:
+    """Scale the largest float blob in weights/weight.bin by 1 ± ``relative`` (random signs)."""
+    weights = next(mlpackage.rglob("weight.bin"))
+    data = bytearray(weights.read_bytes())
+    position, blobs = 64, []
+    while position + 24 <= len(data):
+        sentinel, dtype, size, offset = struct.unpack_from("<IIQQ", data, position)
+        if sentinel != _BLOB_SENTINEL:
+            break
+        if dtype in _BLOB_DTYPES:
+            blobs.append((size, offset, _BLOB_DTYPES[dtype]))
+        position = (offset + size + 63) // 64 * 64
+    size, offset, dtype = max(blobs)
+    values = np.frombuffer(bytes(data[offset : offset + size]), dtype=dtype).astype(np.float64)
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=values.shape)
+    data[offset : offset + size] = (values * (1 + relative * signs)).astype(dtype).tobytes()
+    weights.write_bytes(bytes(data))
+
+
+def _edit_onnx(path: Path, edit: Callable) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    edit(model)
+    onnx.save(model, str(path))
+
+
+def perturb_onnx_initializer(path: Path, suffix: str, relative: float, seed: int = 0) -> None:
+    from onnx import numpy_helper
+
+    def edit(model) -> None:
+        target = next(i for i in model.graph.initializer if i.name.endswith(suffix))
+        values = numpy_helper.to_array(target)
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=values.shape)
+        scaled = (values.astype(np.float64) * (1 + relative * signs)).astype(values.dtype)
+        target.CopyFrom(numpy_helper.from_array(scaled, target.name))
+
+    _edit_onnx(path, edit)
+
+
+def overflow_fp16_initializer(path: Path, suffix: str, value: float = 7e4) -> None:
+    """Store ``value`` (beyond fp16's 65504) in one element of an fp16 weight: it becomes inf,
+    as a large fp32 weight does when a model is cast to fp16."""
+    from onnx import numpy_helper
+
+    def edit(model) -> None:
+        target = next(i for i in model.graph.initializer if i.name.endswith(suffix))
+        values = numpy_helper.to_array(target).copy()
+        if values.dtype != np.float16:
+            raise ValueError(f"{target.name} is {values.dtype}, not float16")
+        with np.errstate(over="ignore"):
+            values.flat[0] = np.float16(value)
+        target.CopyFrom(numpy_helper.from_array(values, target.name))
+
+    _edit_onnx(path, edit)
+
+
+def drop_final_l2(path: Path, output: str) -> None:
+    """Return the projection itself: the Div by the L2 norm that produces ``output`` becomes Identity."""
+
+    def edit(model) -> None:
+        producers = {o: n for n in model.graph.node for o in n.output}
+        node = producers[output]
+        while node.op_type in ("Cast", "Identity"):
+            node = producers[node.input[0]]
+        if node.op_type != "Div":
+            raise ValueError(f"{output} is not produced by an L2 division")
+        node.op_type = "Identity"
+        del node.input[1:]
+
+    _edit_onnx(path, edit)
+
+
+def set_onnx_metadata(path: Path, key: str, value: str | None) -> None:
+    def edit(model) -> None:
+        kept = [p for p in model.metadata_props if p.key != key]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        if value is not None:
+            model.metadata_props.add(key=key, value=value)
+
+    _edit_onnx(path, edit)
+
+
+def swap_tokens(bundle: Path) -> None:
+    path = bundle / "personality-tokens.json"
+    tokens = json.loads(path.read_text())
+    tokens[0], tokens[1] = tokens[1], tokens[0]
+    path.write_text(json.dumps(tokens))
+
+
+def stale_golden(bundle: Path) -> None:
+    path = bundle / "golden" / INFO_FILE
+    info = json.loads(path.read_text())
+    info["weights_provenance"] = "demo weights (seed 1, not trained)"
+    path.write_text(json.dumps(info))
+
+
+def tamper_manifest_hash(bundle: Path) -> None:
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    name = sorted(manifest["files"])[0]
+    manifest["files"][name] = "0" * 64
+    path.write_text(json.dumps(manifest))
+
+
+def _head(spec, name: str = "projection"):
+    return next(layer for layer in spec.pipeline.models[-1].neuralNetwork.layers if layer.name == name)
+
+
+def _perturb_head(spec) -> None:
+    weights = _head(spec).innerProduct.weights
+    values = np.asarray(weights.floatValue, dtype=np.float64)
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=values.shape)
+    weights.floatValue[:] = (values * (1 + 1e-3 * signs)).astype(np.float32).tolist()
+
+
+def _extra_updatable_layer(spec) -> None:
+    nn = spec.pipeline.models[-1].neuralNetwork
+    extra = nn.layers.add()
+    extra.CopyFrom(_head(spec))
+    extra.name, extra.input[:], extra.output[:] = "extra_linear", ["features"], ["extra_out"]
+
+
+def _narrow_batch(spec) -> None:
+    spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[0].upperBound = 32
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    contract: str
+    expected: str  # the check that must catch it
+    apply: Callable[[Path], None]
+    only: tuple[str, ...] = ()  # artifacts to verify (speed); empty = all
+    numerics: bool = True
+    rehash: bool = True
+
+
+def _in(filename: str, action: Callable[[Path], None]) -> Callable[[Path], None]:
+    return lambda bundle: action(bundle / filename)
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "onnx-fp32 weight x(1 ± 1e-3)",
+        "encoder_v1",
+        "onnx-fp32/numerics[embedding]",
+        _in("encoder_v1.fp32.onnx", lambda p: perturb_onnx_initializer(p, "head.projection.weight", 1e-3)),
+        only=("onnx-fp32",),
+    ),
+    Mutant(
+        "coreml-fp32 weight x(1 ± 1e-3)",
+        "personality_v1",
+        "coreml-fp32/numerics[logits]",
+        _in("personality_v1.fp32.mlpackage", lambda p: perturb_weight_blob(p, 1e-3)),
+        only=("coreml-fp32",),
+    ),
+    Mutant(
+        "updatable head weight x(1 ± 1e-3)",
+        "personality_v1",
+        "coreml-updatable/head-weights",
+        _in("personality_v1.updatable.mlpackage", lambda p: edit_coreml_spec(p, _perturb_head)),
+        only=("coreml-updatable",),
+    ),
+    Mutant("token order swapped", "personality_v1", "onnx-fp32/metadata", swap_tokens, numerics=False),
+    Mutant(
+        "batch range 1..32",
+        "encoder_v1",
+        "coreml-fp32/structure",
+        _in("encoder_v1.fp32.mlpackage", lambda p: edit_coreml_spec(p, _narrow_batch)),
+        numerics=False,
+    ),
+    Mutant(
+        "metadata key missing",
+        "personality_v1",
+        "onnx-int8/metadata",
+        _in("personality_v1.int8.onnx", lambda p: set_onnx_metadata(p, "vocab_size", None)),
+        numerics=False,
+    ),
+    Mutant(
+        "metadata value wrong",
+        "encoder_v1",
+        "onnx-fp16/metadata",
+        _in("encoder_v1.fp16.onnx", lambda p: set_onnx_metadata(p, "embedding_dim", "1024")),
+        numerics=False,
+    ),
+    Mutant(
+        "extra updatable layer",
+        "personality_v1",
+        "coreml-updatable/updatable-parameters",
+        _in("personality_v1.updatable.mlpackage", lambda p: edit_coreml_spec(p, _extra_updatable_layer)),
+        numerics=False,
+    ),
+    Mutant(
+        "final L2 normalisation dropped",
+        "encoder_v1",
+        "onnx-fp32/numerics[embedding]",
+        _in("encoder_v1.fp32.onnx", lambda p: drop_final_l2(p, "embedding")),
+        only=("onnx-fp32",),
+    ),
+    Mutant(
+        "fp16 overflow",
+        "encoder_v1",
+        "onnx-fp16/numerics[embedding]",
+        _in("encoder_v1.fp16.onnx", lambda p: overflow_fp16_initializer(p, "head.projection.weight")),
+        only=("onnx-fp16",),
+    ),
+    Mutant("stale golden", "personality_v1", "golden", stale_golden, numerics=False),
+    Mutant(
+        "tampered manifest hash", "encoder_v1", "manifest", tamper_manifest_hash, numerics=False, rehash=False
+    ),
+)
