@@ -13,6 +13,7 @@ from contracts.schema import (
 BATCH = Dim("batch", 1, 64)
 SEQUENCE = Dim("sequence", 1, 256)
 MINILM_DIM = 384
+MINILM_VOCAB = 30522  # WordPiece vocabulary of all-MiniLM-L6-v2 (tokenizer/vocab.txt)
 EMBEDDING_DIM = 1536
 
 
@@ -62,8 +63,16 @@ ENCODER_V1 = Contract(
         "the embedding space PersonalityModel is trained on"
     ),
     inputs=(
-        TensorSpec("input_ids", "int32", (BATCH, SEQUENCE), "WordPiece ids, [CLS] ... [SEP], 0-padded"),
-        TensorSpec("attention_mask", "int32", (BATCH, SEQUENCE), "1 for tokens, 0 for padding"),
+        TensorSpec(
+            "input_ids",
+            "int32",
+            (BATCH, SEQUENCE),
+            "WordPiece ids, [CLS] ... [SEP], 0-padded",
+            values=(0, MINILM_VOCAB - 1),
+        ),
+        TensorSpec(
+            "attention_mask", "int32", (BATCH, SEQUENCE), "1 for tokens, 0 for padding", values=(0, 1)
+        ),
     ),
     outputs=(
         TensorSpec(

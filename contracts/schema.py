@@ -45,6 +45,7 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     description: str = ""
     unit_norm: bool = False  # rows have L2 norm 1
+    values: tuple[int, int] | None = None  # inclusive range of integer values (token ids, masks)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def _tensor(data: dict[str, Any]) -> TensorSpec:
         shape=tuple(Dim(**d) for d in data["shape"]),
         description=data.get("description", ""),
         unit_norm=data.get("unit_norm", False),
+        values=tuple(data["values"]) if data.get("values") is not None else None,
     )
 
 

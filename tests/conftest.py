@@ -14,6 +14,17 @@ from contracts.environment import quiet_libraries  # noqa: E402
 
 quiet_libraries()
 
+# Hypothesis profiles for the fuzz tests (tests/test_fuzz.py, docs/FUZZING.md), picked by
+# HYPOTHESIS_PROFILE (tox passes it through): "ci" (default) is derandomized, small and
+# reproducible; "deep" draws fresh random examples, 20x as many, for local runs.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile(
+    "ci", derandomize=True, max_examples=5, deadline=None, print_blob=True, database=None
+)
+settings.register_profile("deep", derandomize=False, max_examples=100, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 @pytest.fixture(scope="session")
 def encoder():

@@ -57,3 +57,21 @@ def test_wrong_dtype_and_names_are_refused():
     with pytest.raises(InputContractError, match="sequence 257"):
         ids = np.ones((1, 257), np.int32)
         check_inputs(ENCODER_V1, {"input_ids": ids, "attention_mask": ids})
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("input_ids", 30522, "input_ids: values 0..30522 outside the contract range 0..30521"),
+        ("input_ids", -1, "input_ids: values -1..102 outside the contract range 0..30521"),
+        ("attention_mask", 2, "attention_mask: values 0..2 outside the contract range 0..1"),
+    ],
+    ids=["id-beyond-vocabulary", "negative-id", "mask-of-2"],
+)
+def test_token_values_outside_the_contract_are_refused(name, value, message):
+    """onnxruntime would read a negative id from the end of the embedding table."""
+    ids = np.array([[101, 2023, 102, 0]], dtype=np.int32)
+    inputs = {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int32)}
+    inputs[name][0, 1] = value
+    with pytest.raises(InputContractError, match=message.replace("..", r"\.\.")):
+        check_inputs(ENCODER_V1, inputs)

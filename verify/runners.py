@@ -14,7 +14,7 @@ COMPUTE_UNITS = ("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU")
 
 
 class InputContractError(ValueError):
-    """Inputs outside the contract: wrong names, dtype, rank or a dimension out of range."""
+    """Inputs outside the contract: wrong names, dtype, rank, a dimension out of range, or NaN/Inf."""
 
 
 def check_inputs(contract: Contract, inputs: dict[str, np.ndarray]) -> None:
@@ -32,6 +32,20 @@ def check_inputs(contract: Contract, inputs: dict[str, np.ndarray]) -> None:
                 raise InputContractError(
                     f"{spec.name}: {dim.name} {size} outside the contract range {dim.lower}..{dim.upper}"
                 )
+        if spec.values is not None and array.size:
+            low, high = spec.values
+            found_low, found_high = int(array.min()), int(array.max())
+            if found_low < low or found_high > high:
+                raise InputContractError(
+                    f"{spec.name}: values {found_low}..{found_high} outside the contract range {low}..{high}"
+                )
+        # One vectorised pass (~30 us for 64 x 1536 float32): a NaN or Inf never has a meaning, and
+        # int8 ONNX graphs quantise per batch, so one bad row turns others wrong or all to NaN.
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1)).tolist()
+            shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+            plural = "s" if len(bad) > 1 else ""
+            raise InputContractError(f"{spec.name}: NaN or Inf in row{plural} {shown}; inputs must be finite")
 
 
 class Runner:

@@ -80,6 +80,14 @@ def load_golden(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
             problems.append(f"{spec.name} shape {array.shape} does not fit the contract")
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             problems.append(f"{spec.name} holds NaN or Inf")
+        if (
+            spec.values is not None
+            and array.size
+            and not spec.values[0] <= array.min() <= array.max() <= spec.values[1]
+        ):
+            problems.append(
+                f"{spec.name} values outside the contract range {spec.values[0]}..{spec.values[1]}"
+            )
     if golden.rows < max(bundle.registered.golden_batch_sizes):
         problems.append(f"{golden.rows} golden rows, fewer than the largest batch checked")
     problems += stale_golden_problems(bundle, golden.info)
