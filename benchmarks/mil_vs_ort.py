@@ -3,19 +3,52 @@
     python -m benchmarks.mil_vs_ort artifacts [--repeats 5]
 
 Each repeat runs the whole golden set once per backend, alternating backends, in length-sorted
-batches of 64, exactly as verify-contract feeds them. Prints medians and the ratio.
+batches of 64, exactly as verify-contract feeds them (``verify.checks.numerics.run_goldens``).
+The first round warms up and is dropped. Prints medians and the ratio; ``python -m benchmarks``
+reports the same measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
+from benchmarks.timing import time_interleaved
 from contracts import REGISTRY
 from contracts.environment import quiet_libraries
 from golden.store import read_golden
+
+
+def measure(artifacts: Path, repeats: int = 5, batch: int = 64) -> list[dict[str, object]]:
+    """One row per bundle: golden rows, median seconds per backend, median ratio MIL / onnxruntime."""
+    from verify.checks.numerics import run_goldens
+    from verify.runners import MILRunner, OnnxRunner
+
+    rows = []
+    for name, contract in REGISTRY.items():
+        bundle = artifacts / name
+        golden = read_golden(bundle / "golden")
+        runners = {
+            "mil": MILRunner(contract, bundle / contract.artifact("coreml-fp32").filename),
+            "ort": OnnxRunner(contract, bundle / contract.artifact("onnx-fp32").filename),
+        }
+        runs = {
+            key: (lambda r=runner: run_goldens(r, contract, golden, batch)) for key, runner in runners.items()
+        }
+        times = time_interleaved(runs, repeats, warmup=1)
+        per_round = [m / o for m, o in zip(times["mil"], times["ort"])]
+        rows.append(
+            {
+                "model": name,
+                "rows": golden.rows,
+                "mil_s": statistics.median(times["mil"]),
+                "ort_s": statistics.median(times["ort"]),
+                "ratio": statistics.median(per_round),
+                "ratio_range": (min(per_round), max(per_round)),
+            }
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,26 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args(argv)
     quiet_libraries()
-    from verify.checks.numerics import run_goldens
-    from verify.runners import MILRunner, OnnxRunner
-
     print("| model | golden rows | MIL executor (s, median) | onnxruntime fp32 (s, median) | ratio |")
     print("|---|---|---|---|---|")
-    for name, contract in REGISTRY.items():
-        bundle = args.artifacts / name
-        golden = read_golden(bundle / "golden")
-        runners = {
-            "mil": MILRunner(contract, bundle / contract.artifact("coreml-fp32").filename),
-            "ort": OnnxRunner(contract, bundle / contract.artifact("onnx-fp32").filename),
-        }
-        times: dict[str, list[float]] = {key: [] for key in runners}
-        for _ in range(args.repeats + 1):  # the first round warms up and is dropped
-            for key, runner in runners.items():
-                start = time.perf_counter()
-                run_goldens(runner, contract, golden, args.batch)
-                times[key].append(time.perf_counter() - start)
-        mil, ort = (statistics.median(times[k][1:]) for k in ("mil", "ort"))
-        print(f"| {name} | {golden.rows} | {mil:.3f} | {ort:.3f} | {mil / ort:.2f}x |")
+    for row in measure(args.artifacts, args.repeats, args.batch):
+        cells = (
+            row["model"],
+            row["rows"],
+            f"{row['mil_s']:.3f}",
+            f"{row['ort_s']:.3f}",
+            f"{row['ratio']:.2f}x",
+        )
+        print("| " + " | ".join(str(c) for c in cells) + " |")
     return 0
 
 

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.timing import summarize, time_interleaved
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 BATCH_SIZES = (1, 7, 64)
 BENCH_TEXTS, BENCH_TOKENS = 64, 32
-#: Idle seconds before each timed run (see time_interleaved).
-PAUSE = 0.2
 #: Models also timed with allow_spinning=0 and with one thread (CPU time).
 SUBSET = ("fp32", "fp32 fused", "dynamic per-channel", "+ GPTQ weights", "chosen (+ two-pass V input)")
 
@@ -291,36 +291,6 @@ def accuracy(path: Path, golden: dict[str, np.ndarray]) -> dict[str, float]:
     return worst
 
 
-def time_interleaved(
-    runs: dict[str, Callable[[], object]], rounds: int, warmup: int = 2, clock=time.perf_counter, pause=PAUSE
-) -> dict[str, list[float]]:
-    """Each round runs every model once; ``pause`` seconds idle before each run, so that the
-    spin-waiting threads of the session run just before have gone to sleep (without it, every
-    model competes with its predecessor's spinning pool, and the shorter runs suffer most)."""
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            time.sleep(pause)
-            start = clock()
-            run()
-            times[name].append(clock() - start)
-    return times
-
-
-def summarize(times: dict[str, list[float]], base: str, texts: int) -> dict[str, dict[str, float]]:
-    """texts/s from the median time; ratio = median over rounds of (base time / this time)."""
-    return {
-        name: {
-            "texts_per_s": texts / statistics.median(t),
-            "ratio": statistics.median(b / x for b, x in zip(times[base], t)),
-        }
-        for name, t in times.items()
-    }
-
-
 def speed(paths: dict[str, Path], rounds: int, with_st: bool) -> dict[str, dict]:
     texts = bench_texts()
     inputs = feed(texts)
@@ -441,11 +411,11 @@ def print_table(results: dict[str, dict], timing: dict[str, dict]) -> None:
         extra = [f"{t[name]['ratio']:.2f}" if name in t else "" for t in (no_spin, one)]
         print(
             f"| {name} | {r['cos_min']:.4f} | {per_batch} | {r['cos_mean']:.5f} | {r['max_abs']:.4f} "
-            f"| {r['size_mb']:.1f} | {d['texts_per_s']:.0f} | {d['ratio']:.2f} | {d.get('vs_st', 0):.2f} "
+            f"| {r['size_mb']:.1f} | {d['rate']:.0f} | {d['ratio']:.2f} | {d.get('vs_st', 0):.2f} "
             f"| {extra[0]} | {extra[1]} |"
         )
     if "sentence-transformers" in default:
-        print(f"\nsentence-transformers: {default['sentence-transformers']['texts_per_s']:.0f} texts/s")
+        print(f"\nsentence-transformers: {default['sentence-transformers']['rate']:.0f} texts/s")
 
 
 if __name__ == "__main__":

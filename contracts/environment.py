@@ -1,4 +1,4 @@
-"""Silence the chatter of coremltools, transformers and tqdm during builds."""
+"""The environment: silence library chatter during builds; record package versions."""
 
 from __future__ import annotations
 
@@ -18,3 +18,17 @@ def quiet_libraries() -> None:
     for name in ("coremltools", "transformers", "torch.onnx", "onnxscript", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``names`` (``absent`` where not installed), with Python's own."""
+    import platform
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found

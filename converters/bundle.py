@@ -7,18 +7,17 @@ existing bundle is replaced only when the new one is complete.
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from contracts import ENCODER_V1, MANIFEST_FORMAT, PERSONALITY_V1, ArtifactSpec, Contract, resolve_metadata
+from contracts.environment import package_versions
 from contracts.hashing import artifact_content_sha256, sha256_file, tree_sha256
 from converters.atomic import staged_directory
 from converters.recipes import coreml_int8_float_weights
@@ -49,13 +48,7 @@ class BuildOptions:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for tool in _TOOLS:
-        try:
-            versions[tool] = importlib_metadata.version(tool)
-        except importlib_metadata.PackageNotFoundError:
-            versions[tool] = "absent"
-    return versions
+    return package_versions(_TOOLS)
 
 
 class _Steps:

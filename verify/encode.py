@@ -1,0 +1,110 @@
+"""Encode texts with an encoder bundle: the bundle's own tokenizer and one of its ONNX artifacts.
+
+    from verify.encode import encode_texts
+    embeddings = encode_texts(Path("artifacts/encoder_v1"), ["a text", "another text"])
+
+Texts are tokenized as the reference does (``reference/encoder.py``: WordPiece with [CLS] and
+[SEP], truncated to the contract's 256 tokens), sorted by token count, and run in batches that
+are padded only to their own longest row; the embeddings come back in input order. Only numpy,
+``tokenizers`` and onnxruntime are needed: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from contracts import ENCODER_V1
+from verify.runners import OnnxRunner
+
+TOKENIZER_FILE = Path("tokenizer") / "tokenizer.json"
+#: The contract's batch and sequence ranges (1..64, 1..256).
+BATCH, SEQUENCE = ENCODER_V1.inputs[0].shape
+DEFAULT_BATCH = BATCH.upper
+
+
+def load_tokenizer(bundle: Path):
+    """The bundle's tokenizer, truncating to the contract's maximum sequence length, never padding.
+
+    The shipped tokenizer.json carries all-MiniLM-L6-v2's own settings (truncation and fixed
+    padding at 128); the reference tokenizes with ``truncation=True, max_length=256``.
+    """
+    from tokenizers import Tokenizer
+
+    path = Path(bundle) / TOKENIZER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not an encoder bundle (no tokenizer)")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=SEQUENCE.upper)
+    return tokenizer
+
+
+class BundleEncoder:
+    """One tokenizer and one onnxruntime session for an encoder bundle, loaded once.
+
+    ``batches`` (tokenize, sort, pad) and ``run`` (the model) are separate so that a benchmark
+    can time each; ``encode`` is both.
+    """
+
+    def __init__(self, bundle: Path, artifact: str = "onnx-fp32", threads: int = 0) -> None:
+        spec = ENCODER_V1.artifact(artifact)
+        if spec.format != "onnx":
+            raise ValueError(f"{artifact}: encode_texts runs ONNX artifacts only")
+        self.bundle = Path(bundle)
+        self.tokenizer = load_tokenizer(self.bundle)
+        self.runner = OnnxRunner(ENCODER_V1, self.bundle / spec.filename, threads=threads)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+
+    def batches(
+        self, texts: list[str], batch_size: int = DEFAULT_BATCH
+    ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """(input rows, inputs) per batch: rows sorted by token count, each batch padded to its longest."""
+        if not BATCH.accepts(batch_size):
+            raise ValueError(
+                f"batch_size {batch_size} outside the contract range {BATCH.lower}..{BATCH.upper}"
+            )
+        ids = self.token_ids(texts)
+        lengths = np.array([len(row) for row in ids], dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        batches = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            input_ids = np.zeros((len(rows), width), dtype=np.int32)
+            mask = np.zeros((len(rows), width), dtype=np.int32)
+            for i, row in enumerate(rows):
+                input_ids[i, : lengths[row]] = ids[row]
+                mask[i, : lengths[row]] = 1
+            batches.append((rows, {"input_ids": input_ids, "attention_mask": mask}))
+        return batches
+
+    def run(
+        self, batches: list[tuple[np.ndarray, dict[str, np.ndarray]]], output: str = "embedding"
+    ) -> np.ndarray:
+        """The model on prepared batches; rows of ``output`` in input order."""
+        count = sum(len(rows) for rows, _ in batches)
+        width = ENCODER_V1.output(output).shape[1].upper
+        result = np.zeros((count, width), dtype=np.float32)
+        for rows, inputs in batches:
+            result[rows] = self.runner.run(inputs)[output]
+        return result
+
+    def encode(
+        self, texts: list[str], batch_size: int = DEFAULT_BATCH, output: str = "embedding"
+    ) -> np.ndarray:
+        return self.run(self.batches(texts, batch_size), output)
+
+
+def encode_texts(
+    bundle: Path, texts: list[str], artifact: str = "onnx-fp32", batch_size: int = DEFAULT_BATCH
+) -> np.ndarray:
+    """The 1536-d ``embedding`` of each text, in input order, float32 of shape (len(texts), 1536).
+
+    ``bundle`` is an encoder_v1 bundle directory, ``artifact`` one of its ONNX artifacts
+    (onnx-fp32, onnx-fp16, onnx-int8); ``batch_size`` must lie in the contract's batch range.
+    """
+    return BundleEncoder(bundle, artifact).encode(texts, batch_size)
