@@ -107,7 +107,7 @@ def check_head_weights(training: OnDeviceTraining, spec, golden: Golden | None) 
             problems.append(f"{param.torch_name} is not stored as fp32 (updatable layers need fp32)")
             continue
         value = dict(zip(("weights", "bias"), inner_product(layer)))[param.field]
-        if value.shape != param.shape or weights.floatValue.__len__() != int(np.prod(param.shape)):
+        if value.shape != param.shape or len(weights.floatValue) != int(np.prod(param.shape)):
             problems.append(f"{param.torch_name} shape {value.shape} != contract {param.shape}")
             continue
         if golden is None:
@@ -188,21 +188,18 @@ def check_update_replay(training: OnDeviceTraining, spec, runner, golden: Golden
     if layer is None:
         return failed(f"{KEY}/update-replay", f"no layer {training.parameters[0].layer!r}")
     weight, bias = inner_product(layer)
-    embedding = contract_input(runner.contract)
+    embedding = runner.contract.inputs[0].name
     features = runner.features({embedding: golden.tensors["embedding"]})[training.features.name]
     replayed = replay_update(features, golden.tensors["target"], weight, bias, declared_sgd(head))
+    by_field = dict(zip(("weights", "bias"), replayed))
     errors = {
-        param.torch_name: float(np.abs(value - golden.tensors[f"updated/{param.torch_name}"]).max())
-        for param, value in zip(training.parameters, replayed)
+        p.torch_name: float(np.abs(by_field[p.field] - golden.tensors[f"updated/{p.torch_name}"]).max())
+        for p in training.parameters
     }
     bound = training.replay_bound
     detail = ", ".join(f"{k} max_abs {v:.2e}" for k, v in errors.items())
     problems = [] if max(errors.values()) <= bound.limit else [f"{detail} > {bound.limit:g} after the update"]
     return verdict(f"{KEY}/update-replay", problems, f"{detail} (<= {bound.limit:g})", max_abs=errors)
-
-
-def contract_input(contract: Contract) -> str:
-    return contract.inputs[0].name
 
 
 def updatable_artifact(training: OnDeviceTraining) -> ArtifactSpec:
