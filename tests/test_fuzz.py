@@ -180,6 +180,15 @@ def compare_rows(artifact: ArtifactSpec, actual: dict, expected: dict, what: str
     return used
 
 
+def rows_match_alone(artifact: ArtifactSpec, batched: dict, alone: dict[int, dict]) -> dict[str, float]:
+    """Row i of ``batched`` against ``alone[i]`` (row i run by itself); the worst budget per label."""
+    used: dict[str, float] = {}
+    for i in sorted(alone):
+        for label, value in compare_rows(artifact, rows(batched, [i]), alone[i], f"row {i}").items():
+            used[label] = max(used.get(label, 0.0), value)
+    return used
+
+
 def report(scores: dict[str, float]) -> None:
     """Feed the measured values to hypothesis' targeting: the deep profile searches towards the
     worst case, and ``--hypothesis-show-statistics`` prints the highest value seen per label."""
@@ -294,14 +303,10 @@ def test_fuzz_encoder_every_sequence_length_is_accepted(key, layout, runner, voc
 @example(layout=UPPER_BATCH_LAYOUT, picks=[0, 1, ENC_BATCH.upper - 1])
 def test_fuzz_encoder_batch_invariance(key, layout, picks, runner, vocab):
     """Row i of a batch equals row i run alone (same padded length), within the contract bounds."""
-    artifact, run = artifact_spec(ENCODER, key), runner(ENCODER, key).run
+    run = runner(ENCODER, key).run
     batched = run(layout_arrays(layout, vocab))
-    used: dict[str, float] = {}
-    for i in sorted({p % layout.batch for p in picks}):
-        alone = run(layout_arrays(layout.row(i), vocab))
-        for label, value in compare_rows(artifact, rows(batched, [i]), alone, f"row {i}").items():
-            used[label] = max(used.get(label, 0.0), value)
-    report(used)
+    alone = {i: run(layout_arrays(layout.row(i), vocab)) for i in {p % layout.batch for p in picks}}
+    report(rows_match_alone(artifact_spec(ENCODER, key), batched, alone))
 
 
 @pytest.mark.parametrize("key", ENCODER_KEYS)
@@ -402,15 +407,10 @@ def test_fuzz_personality_every_batch_size_is_accepted(key, inputs, runner):
 )
 @example(inputs=unit_batch(PM_BATCH.upper, seed=1), picks=[0, PM_BATCH.upper - 1])
 def test_fuzz_personality_batch_invariance(key, inputs, picks, runner):
-    artifact, run = artifact_spec(PERSONALITY, key), runner(PERSONALITY, key).run
+    run = runner(PERSONALITY, key).run
     batched = run(inputs)
-    batch = len(inputs[PM_INPUT.name])
-    used: dict[str, float] = {}
-    for i in sorted({p % batch for p in picks}):
-        alone = run(rows(inputs, [i]))
-        for label, value in compare_rows(artifact, rows(batched, [i]), alone, f"row {i}").items():
-            used[label] = max(used.get(label, 0.0), value)
-    report(used)
+    alone = {i: run(rows(inputs, [i])) for i in {p % len(inputs[PM_INPUT.name]) for p in picks}}
+    report(rows_match_alone(artifact_spec(PERSONALITY, key), batched, alone))
 
 
 @pytest.mark.parametrize("key", PERSONALITY_KEYS)

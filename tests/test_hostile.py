@@ -126,17 +126,15 @@ def test_oversized_contract(copy_bundle, capsys, tmp_path):
 
 
 def test_nan_in_an_artifacts_output(copy_bundle, capsys, tmp_path):
-    import onnx
-    from onnx import numpy_helper
+    from verify.mutants import edit_onnx_initializer
 
     bundle = copy_bundle("personality_v1")
-    path = bundle / "personality_v1.fp32.onnx"
-    model = onnx.load(str(path))
-    target = next(i for i in model.graph.initializer if i.name == "output_bias")
-    values = numpy_helper.to_array(target).copy()
-    values[3] = np.nan
-    target.CopyFrom(numpy_helper.from_array(values, target.name))
-    onnx.save(model, str(path))
+
+    def poison(values):
+        values[3] = np.nan
+        return values
+
+    edit_onnx_initializer(bundle / "personality_v1.fp32.onnx", "output_bias", poison)
     rehash_manifest(bundle)
     _expect_failure(
         capsys, bundle, tmp_path, "onnx-fp32/numerics[logits]", "NaN or Inf in output", "--only", "onnx-fp32"

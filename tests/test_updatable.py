@@ -15,6 +15,7 @@ from golden.store import PERSONALIZATION_STEM, read_golden
 from reference.personality import load_personality
 from reference.personalization import multi_hot_targets, personalize
 from tests.helpers import edit_coreml_spec, rehash_manifest, run_verify, verify_fails_with
+from verify.mutants import add_extra_updatable_layer, head_layer
 
 TRAINING = PERSONALITY_V1.training
 UPDATABLE = TRAINING.filename
@@ -78,10 +79,6 @@ def test_updatable_model_checks_pass(bundles, capsys, tmp_path):
     assert max(s["max_abs"] for s in logits.values()) <= 1e-5
 
 
-def _head_layer(spec, name="projection"):
-    return next(layer for layer in spec.pipeline.models[-1].neuralNetwork.layers if layer.name == name)
-
-
 def _broken(copy_bundle, edit):
     bundle = copy_bundle("personality_v1")
     edit_coreml_spec(bundle / UPDATABLE, edit)
@@ -94,19 +91,11 @@ def _mark_backbone_updatable(spec):
 
 
 def _mark_sigmoid_updatable(spec):
-    _head_layer(spec, "sigmoid").isUpdatable = True
+    head_layer(spec, "sigmoid").isUpdatable = True
 
 
 def _bias_not_updatable(spec):
-    _head_layer(spec).innerProduct.bias.isUpdatable = False
-
-
-def _second_updatable_layer(spec):
-    """An extra updatable innerProduct after the head: the backbone's last linear moved into it."""
-    nn = spec.pipeline.models[-1].neuralNetwork
-    extra = nn.layers.add()
-    extra.CopyFrom(_head_layer(spec))
-    extra.name, extra.input[:], extra.output[:] = "extra_linear", ["features"], ["extra_out"]
+    head_layer(spec).innerProduct.bias.isUpdatable = False
 
 
 @pytest.mark.slow
@@ -116,7 +105,7 @@ def _second_updatable_layer(spec):
         (_mark_backbone_updatable, "sub-model 0 (mlProgram) is marked updatable"),
         (_bias_not_updatable, "output_bias (projection.bias) is not updatable"),
         (_mark_sigmoid_updatable, "layer 'sigmoid' is marked updatable"),
-        (_second_updatable_layer, "extra_linear.weights is updatable"),
+        (add_extra_updatable_layer, "extra_linear.weights is updatable"),
     ],
     ids=["backbone-updatable", "bias-not-updatable", "sigmoid-marked", "extra-updatable-layer"],
 )
@@ -131,7 +120,7 @@ def test_wrong_updatable_parameters(copy_bundle, capsys, tmp_path, edit, message
 @pytest.mark.slow
 def test_head_weight_differs_from_reference(copy_bundle, capsys, tmp_path):
     def nudge(spec):
-        _head_layer(spec).innerProduct.weights.floatValue[1234] += 1e-6
+        head_layer(spec).innerProduct.weights.floatValue[1234] += 1e-6
 
     bundle = _broken(copy_bundle, nudge)
     failures = verify_fails_with(capsys, tmp_path, bundle, "coreml-updatable/head-weights", *ONLY)
@@ -142,7 +131,7 @@ def test_head_weight_differs_from_reference(copy_bundle, capsys, tmp_path):
 @pytest.mark.slow
 def test_head_weights_stored_as_fp16(copy_bundle, capsys, tmp_path):
     def to_fp16(spec):
-        weights = _head_layer(spec).innerProduct.weights
+        weights = head_layer(spec).innerProduct.weights
         values = np.asarray(weights.floatValue, dtype=np.float16)
         weights.ClearField("floatValue")
         weights.float16Value = values.tobytes()

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from tests.helpers import rehash_manifest
 from tests.test_verify import verify_fails_with
+from verify.mutants import edit_onnx_initializer
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +54,12 @@ def test_default_dynamic_int8_onnx_encoder_is_caught(copy_bundle, capsys, tmp_pa
 
 def test_fp16_onnx_with_one_weight_perturbed_is_caught(copy_bundle, capsys, tmp_path):
     bundle = copy_bundle("personality_v1")
-    path = bundle / "personality_v1.fp16.onnx"
-    model = onnx.load(str(path))
-    target = next(i for i in model.graph.initializer if i.name.startswith("output_bias"))
-    values = numpy_helper.to_array(target).copy()
-    values[3] += np.float16(0.5)
-    target.CopyFrom(numpy_helper.from_array(values, target.name))
-    onnx.save(model, str(path))
+
+    def nudge(values):
+        values[3] += np.float16(0.5)
+        return values
+
+    edit_onnx_initializer(bundle / "personality_v1.fp16.onnx", "output_bias", nudge)
     rehash_manifest(bundle)
     verify_fails_with(capsys, tmp_path, bundle, "onnx-fp16/numerics[logits]", "--only", "onnx-fp16")
 

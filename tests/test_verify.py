@@ -10,9 +10,9 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify, verify_fails_with
+from verify.mutants import edit_onnx_initializer, perturb_onnx_initializer
 
 pytestmark = pytest.mark.slow
 
@@ -220,15 +220,9 @@ def test_missing_artifact(copy_bundle, capsys, tmp_path):
 
 def test_perturbed_onnx_weight(copy_bundle, capsys, tmp_path):
     bundle = copy_bundle("encoder_v1")
-    path = bundle / "encoder_v1.fp32.onnx"
-    model = onnx.load(str(path))
-    target = next(i for i in model.graph.initializer if "projection.weight" in i.name)
-    values = numpy_helper.to_array(target).copy()
-    # 1e-3 relative with random signs. (A uniform 1.001 scale is nearly invisible after the
-    # final L2 normalisation: it moves the embedding by only ~2.5e-6.)
-    values *= 1 + 1e-3 * np.random.default_rng(0).choice([-1.0, 1.0], size=values.shape).astype(np.float32)
-    target.CopyFrom(numpy_helper.from_array(values, target.name))
-    onnx.save(model, str(path))
+    # 1e-3 relative with random signs: a uniform 1.001 scale moves the L2-normalised embedding
+    # by only ~2.5e-6
+    perturb_onnx_initializer(bundle / "encoder_v1.fp32.onnx", "head.projection.weight", 1e-3)
     rehash_manifest(bundle)
     failures = verify_fails_with(
         capsys, tmp_path, bundle, "onnx-fp32/numerics[embedding]", "--only", "onnx-fp32"
@@ -238,13 +232,12 @@ def test_perturbed_onnx_weight(copy_bundle, capsys, tmp_path):
 
 def test_single_onnx_weight_changed_in_backbone(copy_bundle, capsys, tmp_path):
     bundle = copy_bundle("personality_v1")
-    path = bundle / "personality_v1.fp32.onnx"
-    model = onnx.load(str(path))
-    target = next(i for i in model.graph.initializer if i.name.endswith("linear2.bias"))
-    values = numpy_helper.to_array(target).copy()
-    values[5] += 0.05
-    target.CopyFrom(numpy_helper.from_array(values, target.name))
-    onnx.save(model, str(path))
+
+    def nudge(values):
+        values[5] += 0.05
+        return values
+
+    edit_onnx_initializer(bundle / "personality_v1.fp32.onnx", "linear2.bias", nudge)
     rehash_manifest(bundle)
     verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[logits]", "--only", "onnx-fp32")
 

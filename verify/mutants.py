@@ -65,34 +65,41 @@ def _edit_onnx(path: Path, edit: Callable) -> None:
     onnx.save(model, str(path))
 
 
-def perturb_onnx_initializer(path: Path, suffix: str, relative: float, seed: int = 0) -> None:
-    from onnx import numpy_helper
-
-    def edit(model) -> None:
-        target = next(i for i in model.graph.initializer if i.name.endswith(suffix))
-        values = numpy_helper.to_array(target)
-        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=values.shape)
-        scaled = (values.astype(np.float64) * (1 + relative * signs)).astype(values.dtype)
-        target.CopyFrom(numpy_helper.from_array(scaled, target.name))
-
-    _edit_onnx(path, edit)
-
-
-def overflow_fp16_initializer(path: Path, suffix: str, value: float = 7e4) -> None:
-    """Store ``value`` (beyond fp16's 65504) in one element of an fp16 weight: it becomes inf,
-    as a large fp32 weight does when a model is cast to fp16."""
+def edit_onnx_initializer(path: Path, suffix: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Replace the initializer whose name ends with ``suffix`` by ``change(values)``."""
     from onnx import numpy_helper
 
     def edit(model) -> None:
         target = next(i for i in model.graph.initializer if i.name.endswith(suffix))
         values = numpy_helper.to_array(target).copy()
-        if values.dtype != np.float16:
-            raise ValueError(f"{target.name} is {values.dtype}, not float16")
-        with np.errstate(over="ignore"):
-            values.flat[0] = np.float16(value)
-        target.CopyFrom(numpy_helper.from_array(values, target.name))
+        target.CopyFrom(numpy_helper.from_array(np.asarray(change(values), values.dtype), target.name))
 
     _edit_onnx(path, edit)
+
+
+def perturb_onnx_initializer(path: Path, suffix: str, relative: float, seed: int = 0) -> None:
+    """Scale an initializer by 1 ± ``relative`` with random signs. (A uniform scale would be nearly
+    invisible after an L2 normalisation.)"""
+
+    def change(values: np.ndarray) -> np.ndarray:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=values.shape)
+        return values.astype(np.float64) * (1 + relative * signs)
+
+    edit_onnx_initializer(path, suffix, change)
+
+
+def overflow_fp16_initializer(path: Path, suffix: str, value: float = 7e4) -> None:
+    """Store ``value`` (beyond fp16's 65504) in one element of an fp16 weight: it becomes inf,
+    as a large fp32 weight does when a model is cast to fp16."""
+
+    def change(values: np.ndarray) -> np.ndarray:
+        if values.dtype != np.float16:
+            raise ValueError(f"{suffix} is {values.dtype}, not float16")
+        with np.errstate(over="ignore"):
+            values.flat[0] = np.float16(value)
+        return values
+
+    edit_onnx_initializer(path, suffix, change)
 
 
 def drop_final_l2(path: Path, output: str) -> None:
@@ -144,21 +151,23 @@ def tamper_manifest_hash(bundle: Path) -> None:
     path.write_text(json.dumps(manifest))
 
 
-def _head(spec, name: str = "projection"):
+def head_layer(spec, name: str = "projection"):
+    """A layer of the updatable pipeline's NeuralNetwork head."""
     return next(layer for layer in spec.pipeline.models[-1].neuralNetwork.layers if layer.name == name)
 
 
 def _perturb_head(spec) -> None:
-    weights = _head(spec).innerProduct.weights
+    weights = head_layer(spec).innerProduct.weights
     values = np.asarray(weights.floatValue, dtype=np.float64)
     signs = np.random.default_rng(0).choice([-1.0, 1.0], size=values.shape)
     weights.floatValue[:] = (values * (1 + 1e-3 * signs)).astype(np.float32).tolist()
 
 
-def _extra_updatable_layer(spec) -> None:
+def add_extra_updatable_layer(spec) -> None:
+    """A second updatable innerProduct in the head, beside the contract's one."""
     nn = spec.pipeline.models[-1].neuralNetwork
     extra = nn.layers.add()
-    extra.CopyFrom(_head(spec))
+    extra.CopyFrom(head_layer(spec))
     extra.name, extra.input[:], extra.output[:] = "extra_linear", ["features"], ["extra_out"]
 
 
@@ -229,7 +238,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "extra updatable layer",
         "personality_v1",
         "coreml-updatable/updatable-parameters",
-        _in("personality_v1.updatable.mlpackage", lambda p: edit_coreml_spec(p, _extra_updatable_layer)),
+        _in("personality_v1.updatable.mlpackage", lambda p: edit_coreml_spec(p, add_extra_updatable_layer)),
         numerics=False,
     ),
     Mutant(
