@@ -22,6 +22,8 @@ OUTLIER_CHANNELS = 8
 #: Name prefix of the nodes the rewrite adds; nodes under FP32_PREFIX are never quantized.
 PREFIX = "int8_prep/"
 FP32_PREFIX = PREFIX + "fp32/"
+#: Zero point of the uint8 weight codes (symmetric int8 values shifted by 128); see _portable_codes.
+WEIGHT_ZERO_POINT = 128
 #: Elementwise ops an FFN activation (GELU as exported: Div, Erf, Add, Mul, Mul) may consist of.
 _ACTIVATION_OPS = ("Add", "Mul", "Div", "Erf", "Tanh", "Sigmoid", "Relu")
 
@@ -323,9 +325,9 @@ def quantize_matmuls(model, batches: list[Batch], gptq: bool = True, two_pass: s
     """Replace each MatMul by a constant weight (side-path nodes excepted) with what onnxruntime's
     quantize_dynamic emits, and fuses at load into DynamicQuantizeMatMul/MatMulIntegerToFloat:
     DynamicQuantizeLinear (uint8, per tensor, shared by the MatMuls of one input) → MatMulInteger
-    with int8 per-output-channel weights → Cast → Mul(scales). For the nodes in ``two_pass``
-    the input's rounding residual is quantized too and multiplied by the same weights (~16-bit
-    activations). Returns the number of MatMuls quantized."""
+    with per-output-channel weights (int8 values stored as uint8 + 128) → Cast → Mul(scales).
+    For the nodes in ``two_pass`` the input's rounding residual is quantized too and multiplied
+    by the same weights (~16-bit activations). Returns the number of MatMuls quantized."""
     graph = model.graph
     groups = {
         a: [n for n in ns if not n.name.startswith(FP32_PREFIX)] for a, ns in _weight_groups(graph).items()
@@ -355,9 +357,11 @@ def _replace_matmuls(
             codes, scale = _gptq(weight, factor) if factor is not None else _round_per_column(weight)
             name = f"{node.name}/int8"
             weights = (
-                _add_initializer(graph, f"{name}/weight", codes),
+                _add_initializer(graph, f"{name}/weight", _portable_codes(codes)),
                 _add_initializer(graph, f"{name}/weight_scale", scale),
-                _add_initializer(graph, f"{name}/weight_zero_point", np.zeros(codes.shape[1], np.int8)),
+                _add_initializer(
+                    graph, f"{name}/weight_zero_point", np.full(codes.shape[1], WEIGHT_ZERO_POINT, np.uint8)
+                ),
             )
             if node.name in two_pass:
                 parts = [
@@ -367,6 +371,15 @@ def _replace_matmuls(
             else:
                 _int8_matmul(graph, first, weights, name, output=node.output[0])
             graph.node.remove(node)
+
+
+def _portable_codes(codes: np.ndarray) -> np.ndarray:
+    """Signed codes in [-127, 127] stored as uint8 with zero point 128: the same values, run by
+    onnxruntime's u8u8 kernels, which are exact on every x86 CPU. Signed (u8s8) weights run
+    through ``vpmaddubsw`` on CPUs without VNNI (AVX2), whose int16 sums saturate: measured on
+    an AVX2 machine, the encoder's cos_min fell from 0.9974 to 0.956 and PersonalityModel
+    flipped 5.4 % of its decisions (docs/QUANTIZATION.md)."""
+    return (codes.astype(np.int16) + WEIGHT_ZERO_POINT).astype(np.uint8)
 
 
 def _dynamic_quantize(graph, x: str, name: str) -> tuple[str, str, str]:

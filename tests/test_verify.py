@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify, verify_fails_with
-from verify.mutants import edit_onnx_initializer, perturb_onnx_initializer
+from verify.mutants import edit_onnx_initializer, perturb_onnx_initializer, signed_onnx_weights
 
 pytestmark = pytest.mark.slow
 
@@ -250,3 +250,12 @@ def test_regenerated_golden_from_other_weights(bundles, copy_bundle, capsys, tmp
     (bundle / "golden" / "golden.json").write_text(json.dumps(info))
     rehash_manifest(bundle)
     verify_fails_with(capsys, tmp_path, bundle, "golden", "--no-numerics")
+
+
+def test_signed_int8_weights_are_not_portable(copy_bundle, capsys, tmp_path):
+    """u8s8 integer GEMMs saturate on x86 CPUs without VNNI: caught by structure, whatever the CPU."""
+    bundle = copy_bundle("personality_v1")
+    signed_onnx_weights(bundle / "personality_v1.int8.onnx")
+    rehash_manifest(bundle)
+    failures = verify_fails_with(capsys, tmp_path, bundle, "onnx-int8/portable-int8", "--no-numerics")
+    assert failures == {"onnx-int8/portable-int8"}

@@ -118,6 +118,27 @@ def drop_final_l2(path: Path, output: str) -> None:
     _edit_onnx(path, edit)
 
 
+def signed_onnx_weights(path: Path) -> None:
+    """Store every uint8 integer-GEMM weight as signed int8 (codes - zero point), zero point 0: the
+    same values, but u8s8 math, which saturates on x86 CPUs without VNNI."""
+    from onnx import numpy_helper
+
+    def edit(model) -> None:
+        initializers = {i.name: i for i in model.graph.initializer}
+        for node in model.graph.node:
+            if node.op_type != "MatMulInteger" or len(node.input) < 4:
+                continue
+            weight, zero_point = initializers[node.input[1]], initializers[node.input[3]]
+            codes, zero = numpy_helper.to_array(weight), numpy_helper.to_array(zero_point)
+            if codes.dtype != np.uint8:
+                continue
+            signed = (codes.astype(np.int16) - zero.astype(np.int16)).astype(np.int8)
+            weight.CopyFrom(numpy_helper.from_array(signed, weight.name))
+            zero_point.CopyFrom(numpy_helper.from_array(np.zeros_like(zero, np.int8), zero_point.name))
+
+    _edit_onnx(path, edit)
+
+
 def set_onnx_metadata(path: Path, key: str, value: str | None) -> None:
     def edit(model) -> None:
         kept = [p for p in model.metadata_props if p.key != key]

@@ -9,6 +9,9 @@ from verify.checks.metadata import check_metadata
 from verify.result import CheckResult, failed, verdict
 
 _ELEM = {"float32": 1, "int32": 6, "float16": 10}
+#: Integer GEMMs and the input index of their weights (B).
+_INTEGER_GEMMS = {"MatMulInteger": 1, "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1, "ConvInteger": 1}
+_INT8 = 3  # onnx.TensorProto.INT8
 
 
 def _value_problems(spec: TensorSpec, value) -> list[str]:
@@ -50,6 +53,28 @@ def check_onnx_io(key: str, contract: Contract, model) -> CheckResult:
     return verdict(f"{key}/io", problems, f"opset {opset}")
 
 
+def check_portable_integer_math(key: str, model) -> CheckResult:
+    """Integer GEMMs must not take int8 (signed) weights. onnxruntime runs uint8 x int8 (u8s8)
+    through ``vpmaddubsw`` on x86 CPUs without VNNI (AVX2), whose int16 sums saturate, so the
+    same file gives other embeddings on such a server (measured: encoder cos_min 0.956 instead
+    of 0.997). uint8 weights with a zero point (u8u8) are exact on every CPU."""
+    initializers = {i.name: i.data_type for i in model.graph.initializer}
+    signed = [
+        node.name or node.output[0]
+        for node in model.graph.node
+        if node.op_type in _INTEGER_GEMMS
+        and len(node.input) > _INTEGER_GEMMS[node.op_type]
+        and initializers.get(node.input[_INTEGER_GEMMS[node.op_type]]) == _INT8
+    ]
+    if not signed:
+        return verdict(f"{key}/portable-int8", [], "no integer GEMM with signed weights")
+    return failed(
+        f"{key}/portable-int8",
+        f"{len(signed)} integer GEMM(s) with int8 weights (first: {signed[0]}): u8s8 saturates on x86 CPUs "
+        "without VNNI, so outputs depend on the CPU; store weights as uint8 with a zero point",
+    )
+
+
 def check_onnx(key: str, contract: Contract, path: Path, facts: dict[str, str]) -> list[CheckResult]:
     import onnx
 
@@ -66,5 +91,6 @@ def check_onnx(key: str, contract: Contract, path: Path, facts: dict[str, str]) 
     return [
         checker,
         check_onnx_io(key, contract, model),
+        check_portable_integer_math(key, model),
         check_metadata(f"{key}/metadata", contract, facts, metadata),
     ]
