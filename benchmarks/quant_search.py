@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BATCH_SIZES = (1, 7, 64)
 BENCH_TEXTS, BENCH_TOKENS = 64, 32
 #: Models also timed with allow_spinning=0 and with one thread (CPU time).
-SUBSET = ("fp32", "fp32 fused", "dynamic per-channel", "+ GPTQ weights", "chosen (+ two-pass V input)")
+SUBSET = ("fp32", "fp32 fused", "dynamic per-channel", "+ GPTQ weights", "chosen (+ two-pass every input)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def candidates(fp32: Path, work: Path, calibration: list[dict]) -> dict[str, Cal
     def recipe(**kw) -> Callable[[Path], dict]:
         return lambda out: q.quantize_encoder_int8(fp32, out, calibration, **kw)
 
-    off = {"smooth": False, "split": False, "gptq": False, "two_pass_values": False}
+    off = {"smooth": False, "split": False, "gptq": False, "two_pass": "none"}
     return {
         "fp32": lambda out: out.write_bytes(fp32.read_bytes()),
         "fp32 fused": lambda out: fuse_bert(fp32, out),
@@ -243,8 +243,9 @@ def candidates(fp32: Path, work: Path, calibration: list[dict]) -> dict[str, Cal
         "own int8 (per-channel RTN, head fp32)": recipe(**off),
         "+ outlier smoothing, padding zeroed": recipe(**{**off, "smooth": True}),
         "+ FFN-out outlier side path": recipe(**{**off, "smooth": True, "split": True}),
-        "+ GPTQ weights": recipe(two_pass_values=False),
-        "chosen (+ two-pass V input)": recipe(),
+        "+ GPTQ weights": recipe(two_pass="none"),
+        "+ two-pass V input": recipe(two_pass="values"),
+        "chosen (+ two-pass every input)": recipe(),
         "chosen without zeroed padding": recipe(zero_padding=False),
         "chosen with 4 outlier channels": recipe(channels=4),
         "chosen with 16 outlier channels": recipe(channels=16),

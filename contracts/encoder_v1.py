@@ -50,9 +50,11 @@ _INT8_COREML = _bounds(
     ("sentence_embedding", 0.025, 7.62e-3, 0.998, 0.99906),
     ("embedding", 0.015, 4.34e-3, 0.998, 0.99901),
 )
+# Measured with the two-pass-everywhere recipe (docs/QUANTIZATION.md); the limits were set for the
+# one-pass-except-V recipe (0.0141 / 0.99718 and 7.03e-3 / 0.99708) and are kept.
 _INT8_ONNX = _bounds(
-    ("sentence_embedding", 0.045, 0.0141, 0.995, 0.99718),
-    ("embedding", 0.025, 7.03e-3, 0.995, 0.99708),
+    ("sentence_embedding", 0.045, 6.83e-3, 0.995, 0.99904),
+    ("embedding", 0.025, 3.97e-3, 0.995, 0.99895),
 )
 
 ENCODER_V1 = Contract(

@@ -43,11 +43,12 @@ def quantize_encoder_int8(
     split: bool = True,
     zero_padding: bool = True,
     gptq: bool = True,
-    two_pass_values: bool = True,
+    two_pass: str = "all",
 ) -> dict[str, Any]:
     """The encoder's 36 transformer MatMuls in int8: weights int8 per output channel, rounded by
-    GPTQ; activations uint8, dynamic, one scale per tensor, after an outlier rewrite; the
-    attention value projections see their input quantized twice (value + residual). Fitted on
+    GPTQ; activations uint8, dynamic, one scale per tensor, after an outlier rewrite; every
+    MatMul sees its input quantized twice (value + rounding residual, ~16-bit activations;
+    ``two_pass="values"``: the attention value projections only, ``"none"``: one pass). Fitted on
     ``calibration`` (default: the calibration corpus, never the golden one). The projection
     head, the attention products and the word-embedding table stay fp32.
     The keyword options turn parts of the recipe off, for benchmarks/quant_search.py."""
@@ -58,11 +59,23 @@ def quantize_encoder_int8(
     model.CopyFrom(source)
     batches = calibration if calibration is not None else calibration_batches()
     recipe = rewrite_outliers(model, batches, channels, smooth=smooth, split=split, zero_padding=zero_padding)
-    two_pass = _value_projections(model.graph) if two_pass_values else set()
-    recipe["int8_matmuls"] = quantize_matmuls(model, batches, gptq=gptq, two_pass=two_pass)
+    passes = {
+        "all": lambda: {
+            n.name
+            for nodes in _weight_groups(model.graph).values()
+            for n in nodes
+            if not n.name.startswith(FP32_PREFIX)
+        },
+        "values": lambda: _value_projections(model.graph),
+        "none": set,
+    }
+    if two_pass not in passes:
+        raise ValueError(f"two_pass={two_pass!r}: choose from {', '.join(passes)}")
+    twice = passes[two_pass]()
+    recipe["int8_matmuls"] = quantize_matmuls(model, batches, gptq=gptq, two_pass=twice)
     _restore_interface(model, source)
     _save_checked(model, out_path)
-    return {"gptq": gptq, "two_pass_matmuls": len(two_pass), **recipe}
+    return {"gptq": gptq, "two_pass_matmuls": len(twice), **recipe}
 
 
 def quantize_personality_int8(fp32_path: Path, out_path: Path) -> dict[str, Any]:
