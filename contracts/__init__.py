@@ -2,6 +2,7 @@
 
 from contracts.encoder_v1 import ENCODER_V1
 from contracts.personality_v1 import PERSONALITY_V1
+from contracts.pipeline import PipelineContract
 from contracts.schema import (
     CONTRACT_FORMAT,
     MANIFEST_FORMAT,
@@ -15,8 +16,11 @@ from contracts.schema import (
     TensorSpec,
     resolve_metadata,
 )
+from contracts.text_to_personality import TEXT_TO_PERSONALITY
 
 REGISTRY: dict[str, Contract] = {c.name: c for c in (ENCODER_V1, PERSONALITY_V1)}
+#: Models that run one after another on the device, checked end to end.
+PIPELINES: dict[str, PipelineContract] = {p.name: p for p in (TEXT_TO_PERSONALITY,)}
 
 
 def get_contract(name: str) -> Contract:
@@ -32,6 +36,8 @@ __all__ = [
     "ENCODER_V1",
     "PERSONALITY_V1",
     "REGISTRY",
+    "PIPELINES",
+    "PipelineContract",
     "ArtifactSpec",
     "Bound",
     "Contract",

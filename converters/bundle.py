@@ -186,7 +186,7 @@ def build_encoder_bundle(
                         "minilm_sha256": encoder.minilm_sha256,
                         "tokenizer": encoder.tokenizer_hashes(),
                         "head_state_sha256": encoder.head_provenance.state_sha256,
-                        "head_file_sha256": encoder.head_provenance.file_sha256,
+                        "weights_file_sha256": encoder.head_provenance.file_sha256,
                         "demo_weights": encoder.head_provenance.kind == "demo",
                     },
                 },
@@ -246,7 +246,7 @@ def build_personality_bundle(
                     "seed": options.seed,
                     "sources": {
                         "personality_state_sha256": personality.provenance.state_sha256,
-                        "personality_file_sha256": personality.provenance.file_sha256,
+                        "weights_file_sha256": personality.provenance.file_sha256,
                         "tokens_file_sha256": sha256_file(options.tokens) if options.tokens else None,
                         "demo_weights": personality.provenance.kind == "demo",
                     },

@@ -7,7 +7,16 @@ import sys
 import time
 from pathlib import Path
 
+from contracts import ENCODER_V1, PERSONALITY_V1
 from contracts.environment import quiet_libraries
+from contracts.project import (
+    DEFAULT_OUTPUT,
+    PROJECT_FILE,
+    Project,
+    ProjectError,
+    add_project_arguments,
+    locate_project,
+)
 
 MODELS = ("encoder_v1", "personality_v1")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -19,7 +28,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="build-contract",
         description="Convert the PyTorch reference models into contract bundles (Core ML + ONNX + goldens).",
     )
-    parser.add_argument("output", nargs="?", default="artifacts", type=Path, help="directory for the bundles")
+    parser.add_argument(
+        "output",
+        nargs="?",
+        type=Path,
+        help="directory for the bundles (default: the project file's output, else artifacts)",
+    )
+    add_project_arguments(parser)
     parser.add_argument("--model", choices=(*MODELS, "all"), default="all", help="which bundle to build")
     parser.add_argument(
         "--encoder-weights", type=Path, help="safetensors for the encoder LayerNorm + projection"
@@ -28,13 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tokens", type=Path, help="personality-tokens.json (325 unique tokens, output order)"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the demo weights used without --*-weights"
-    )
-    parser.add_argument(
-        "--precisions", default=",".join(PRECISIONS), help="comma-separated subset of fp32,fp16,int8"
-    )
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of coreml,onnx")
+    parser.add_argument("--seed", type=int, help="seed of the demo weights used without --*-weights (0)")
+    parser.add_argument("--precisions", help="comma-separated subset of fp32,fp16,int8 (default: all)")
+    parser.add_argument("--formats", help="comma-separated subset of coreml,onnx (default: both)")
     return parser
 
 
@@ -46,14 +57,56 @@ def _subset(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     return chosen
 
 
+def _error(message: str) -> int:
+    print(f"build-contract: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _resolve(args: argparse.Namespace, project: Project | None) -> argparse.Namespace:
+    """Command-line flags, then the project file, then the defaults."""
+    weights = project.weights if project else {}
+    if project:
+        args.encoder_weights = args.encoder_weights or _path(weights.get(ENCODER_V1.name))
+        args.personality_weights = args.personality_weights or _path(weights.get(PERSONALITY_V1.name))
+        args.tokens = args.tokens or _path(project.tokens)
+    args.output = args.output or (project.output if project else Path(DEFAULT_OUTPUT))
+    args.seed = args.seed if args.seed is not None else (project.seed if project else 0)
+    args.precisions = args.precisions or ",".join((project.precisions if project else None) or PRECISIONS)
+    args.formats = args.formats or ",".join((project.formats if project else None) or FORMATS)
+    return args
+
+
+def _path(pinned) -> Path | None:
+    return pinned.path if pinned is not None else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        project = locate_project(args.project, args.no_project)
+    except ProjectError as exc:
+        return _error(str(exc))
+    args = _resolve(args, project)
     try:
         precisions = _subset(args.precisions, PRECISIONS, "precisions")
         formats = _subset(args.formats, FORMATS, "formats")
     except ValueError as exc:
-        print(f"build-contract: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
+    if project is not None:
+        print(f"build-contract: project {project.file}", file=sys.stderr)
+    elif not (args.encoder_weights or args.personality_weights):
+        from reference.errors import ReferenceInputError
+        from reference.tokens import load_tokens
+
+        try:  # the only input of a demo build that can be bad: fail before saying what is built
+            load_tokens(args.tokens)
+        except ReferenceInputError as exc:
+            return _error(str(exc))
+        print(
+            f"build-contract: no {PROJECT_FILE} found here or above: "
+            f"building demo weights (seed {args.seed})",
+            file=sys.stderr,
+        )
     quiet_libraries()
     from converters.bundle import BuildOptions, build_bundles
     from reference.errors import ReferenceInputError
@@ -75,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         built = build_bundles(args.output, models, options)
     except ReferenceInputError as exc:
-        print(f"build-contract: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     except KeyboardInterrupt:
         print("build-contract: interrupted; existing bundles left unchanged", file=sys.stderr)
         return 130

@@ -90,7 +90,7 @@ def test_markdown_is_a_valid_table_per_bundle(reports):
     tables = [t for t in tokens if t.type == "table_open"]
     rows = sum(t.type == "tr_open" for t in tokens)
     checks = _checks(files)
-    assert len(tables) == 2
+    assert len(tables) == 3  # the two bundles and the text_to_personality pipeline
     assert rows == len(checks) + len(tables)  # one header row per table
     assert text.startswith("# verify-contract\n\n**PASS**")
 
@@ -111,12 +111,14 @@ def test_html_report_opens_with_a_histogram_per_numerics_check(reports):
     parser = _Images()
     parser.feed(files["html"].read_text())
     numerics = [c for c in _checks(files) if "histogram" in c["details"]]
-    from contracts import REGISTRY
+    from contracts import PIPELINES, REGISTRY
 
     expected = sum(
         len(c.outputs) * len(c.artifacts) + len(c.outputs) * bool(c.training) for c in REGISTRY.values()
     )
-    assert len(numerics) == expected == 19  # 6 encoder artifacts x 2 outputs, 6 + 1 updatable x logits
+    expected += sum(len(p.combinations) for p in PIPELINES.values())
+    # 6 encoder artifacts x 2 outputs, 6 + 1 updatable x logits, 6 pipeline combinations x logits
+    assert len(numerics) == expected == 25
     assert len(parser.images) == len(numerics)
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in parser.images)
     histogram = numerics[0]["details"]["histogram"]
@@ -146,3 +148,18 @@ def test_bundle_from_other_reference_code_is_not_fresh(copy_bundle, capsys, tmp_
     assert "golden" in failures  # the goldens no longer agree with the manifest either
     code, out, _ = run_verify(capsys, bundle, "--no-numerics")
     assert "regenerate with" in out.replace("\n", " ")
+
+
+def test_every_declared_pipeline_is_reported_and_passes(reports):
+    """With both bundles, every same-precision combination of each format runs end to end."""
+    from contracts import PIPELINES
+
+    code, _, files = reports
+    checks = {c["name"]: c for c in _checks(files)}
+    assert code == 0
+    for artifacts in PIPELINES["text_to_personality"].combinations:
+        check = checks[f"pipeline/{'+'.join(artifacts)}[logits]"]
+        assert check["status"] == "pass"
+        assert set(check["details"]["bounds"]) >= {"flip_rate", "top10_overlap", "sigmoid_max_abs"}
+        assert set(check["details"]["per_batch"]) == {"1", "7", "64"}
+    assert checks["pipeline/reference"]["status"] == "pass"

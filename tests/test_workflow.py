@@ -45,9 +45,26 @@ def test_runs_the_commands_of_ci_and_the_readme():
     readme = (ROOT / "README.md").read_text()
     commands = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
     assert "tox -e bundles" in commands and "tox " in commands
-    assert "bash .ci/run" in linux and "tox -e bundles" in linux
+    assert "bash .ci/run" in linux
     assert "python3 -m tox\n" in (ROOT / ".ci" / "run").read_text()  # the README's `tox`
-    assert "diff-contract" in linux and "GITHUB_STEP_SUMMARY" in linux
+    assert "GITHUB_STEP_SUMMARY" in linux
+
+
+def test_gates_the_pull_requests_model_with_the_gate_command():
+    """The workflow's logic is `gate-contract` (tests/test_gate.py), not shell: it builds head and
+    base from the project file, verifies, diffs, and fails with the reason."""
+    workflow = _workflow()
+    linux = workflow["jobs"]["linux"]
+    gate = [s for s in linux["steps"] if "tox -e gate" in s.get("run", "")]
+    assert len(gate) == 1 and re.search(r"tox -e gate -- --base \S*GITHUB_BASE_REF", gate[0]["run"])
+    tox = (ROOT / "tox.ini").read_text()
+    assert re.search(r"\[testenv:gate\][^\[]*commands = gate-contract \{posargs\}", tox)
+    checkout = next(s for s in linux["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["lfs"] is True and checkout["with"]["fetch-depth"] == 0
+    summary = next(s for s in linux["steps"] if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    assert "reports/gate.md" in summary["run"] and summary.get("if") == "always()"
+    paths = workflow["on"]["pull_request"]["paths"]
+    assert "coreml-contract.toml" in paths and "weights/**" in paths
 
 
 def test_macos_job_runs_native_checks_and_uploads_reports():

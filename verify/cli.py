@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import time
 from pathlib import Path
 
 from contracts import REGISTRY
 from contracts.environment import quiet_libraries
+from contracts.project import (
+    DEFAULT_OUTPUT,
+    PROJECT_FILE,
+    ProjectError,
+    add_project_arguments,
+    locate_project,
+)
 
 EXIT_OK, EXIT_VIOLATION, EXIT_UNUSABLE = 0, 1, 2
 
@@ -18,7 +27,23 @@ def _parser() -> argparse.ArgumentParser:
         prog="verify-contract",
         description="Prove that a bundle's Core ML and ONNX artifacts honour their contract.",
     )
-    parser.add_argument("paths", nargs="+", type=Path, help="bundle directories, or a directory of bundles")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="bundles, or a directory of bundles (default: the project file's output, else artifacts)",
+    )
+    add_project_arguments(parser)
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="FILE",
+        help="also audit every artifact and pipeline on these texts (.txt, .jsonl, .parquet)",
+    )
+    parser.add_argument(
+        "--corpus-column", default=None, help="field of .jsonl / column of .parquet (default text)"
+    )
+    parser.add_argument("--audit", action="store_true", help="audit on the project file's corpus")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write a machine-readable report")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML, one testcase per check")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
@@ -56,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from verify.bundle import find_bundles
     from verify.checks.updatable import KEY as UPDATABLE_KEY
-    from verify.report import print_table, summary_line
+    from verify.report import print_table, print_worst_texts, summary_line
     from verify.result import UnusableInput
     from verify.runners import native_coreml_available
     from verify.verifier import VerifyOptions, verify_paths
@@ -69,20 +94,46 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - keys)
     if unknown:
         return _error(f"--only: unknown artifact keys {', '.join(unknown)}")
-    options = VerifyOptions(compute_units=args.compute_units, numerics=not args.no_numerics, only=only)
-    paths = [bundle for path in args.paths for bundle in find_bundles(path)]
+    try:
+        project = locate_project(args.project, args.no_project)
+    except ProjectError as exc:
+        return _error(str(exc))
+    if project is not None:
+        _note(f"project {project.file}")
+    targets = args.paths or [project.output if project else Path(DEFAULT_OUTPUT)]
+    if not args.paths and project is None:
+        _note(f"no {PROJECT_FILE} found here or above: verifying {DEFAULT_OUTPUT}/")
+    corpus = args.corpus or (project.corpus if args.audit and project else None)
+    if args.audit and corpus is None:
+        return _error("--audit: the project file names no [audit] corpus (or use --corpus FILE)")
+    if project is not None and not only and (project.precisions or project.formats):
+        only = _built_by(project, keys)
+    options = VerifyOptions(
+        compute_units=args.compute_units,
+        numerics=not args.no_numerics,
+        only=only,
+        ship=project.ship if project else {},
+        pipeline_budgets=project.pipeline_budgets if project else {},
+        weight_pins={n: f.sha256 for n, f in project.weights.items()} if project else {},
+        tokens_pin=project.tokens.sha256 if project and project.tokens else None,
+    )
+    paths = [bundle for path in targets for bundle in find_bundles(path)]
     if args.self_test:
         return _self_test(paths)
     try:
         reports = verify_paths(paths, options)
+        if corpus is not None:
+            column = args.corpus_column or (project.corpus_column if project else "text")
+            reports.append(_audit(paths, corpus, column, options, project, args.quiet))
     except UnusableInput as exc:
         return _error(str(exc))
-    except ValueError as exc:  # e.g. --compute-units where Core ML is absent
+    except ValueError as exc:  # e.g. --compute-units where Core ML is absent, an unreadable corpus
         return _error(str(exc))
     code = EXIT_VIOLATION if any(r.failed for r in reports) else EXIT_OK
     console = Console(stderr=False, width=160 if not sys.stdout.isatty() else None)
     if not args.quiet:
         print_table(reports, console)
+        print_worst_texts(reports, console)
     verdict = "[green]PASS[/] " if code == EXIT_OK else "[bold red]FAIL[/] "
     console.print(verdict + escape(summary_line(reports)))
     for path, write in _writers(args).items():
@@ -91,6 +142,92 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             return _error(f"cannot write {path}: {exc.strerror}")
     return code
+
+
+def _built_by(project, keys: set[str]) -> tuple[str, ...]:
+    """The artifact keys a project's [build] section builds (the updatable model needs Core ML),
+    and those its [ship.*] targets name: a shipped artifact that is not built fails as missing."""
+    from verify.checks.updatable import KEY as UPDATABLE_KEY
+
+    formats, precisions = project.formats, project.precisions
+    chosen = {
+        key
+        for key in keys
+        if key != UPDATABLE_KEY
+        and (formats is None or key.split("-")[0] in formats)
+        and (precisions is None or key.split("-")[1] in precisions)
+    }
+    if formats is None or "coreml" in formats:
+        chosen.add(UPDATABLE_KEY)
+    chosen |= {key for models in project.ship.values() for key in models.values()}
+    return tuple(sorted(chosen))
+
+
+def _note(message: str) -> None:
+    print(f"verify-contract: {message}", file=sys.stderr)
+
+
+def _audit(paths: list[Path], corpus: Path, column: str, options, project, quiet: bool):
+    """The corpus audit as one more report, with a progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from verify.audit import AuditRequest, plan_audit, run_audit
+    from verify.bundle import open_bundle
+    from verify.corpus import chunked, count_texts, read_texts
+    from verify.verifier import BundleReport
+
+    request = AuditRequest(
+        corpus=corpus,
+        column=column,
+        only=options.only,
+        budgets=project.audit_budgets if project else {},
+        pipeline_budgets=options.pipeline_budgets,
+        ship=options.ship,
+        compute_units=options.compute_units,
+    )
+    blocks = chunked(read_texts(corpus, column), request.block)
+    first = next(blocks, None)  # a corpus that cannot be read fails here, before anything is loaded
+    if first is None:
+        raise ValueError(f"{corpus}: no texts")
+    plan, tokenizer = plan_audit([open_bundle(p) for p in paths], request)
+    total = count_texts(corpus, column)
+    console = Console(stderr=True)
+    columns = (TextColumn("audit {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"))
+    started = last_line = time.perf_counter()
+    with Progress(
+        *columns,
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(corpus.name, total=total, rate="")
+
+        def advance(count: int) -> None:
+            nonlocal last_line
+            done = progress.tasks[0].completed + count
+            now = time.perf_counter()
+            rate = f"{done / max(now - started, 1e-9):.1f} texts/s"
+            progress.update(task, advance=count, rate=rate)
+            if not quiet and not console.is_terminal and now - last_line > 10:
+                _note(f"audit {corpus.name}: {done:.0f}/{total or '?'} texts, {rate}")
+                last_line = now
+
+        results, seen = run_audit(
+            plan, tokenizer, itertools.chain([first], blocks), request.batch_size, advance
+        )
+    seconds = time.perf_counter() - started
+    if not quiet:
+        print(
+            f"verify-contract: audited {seen} texts in {seconds:.0f} s ({seen / seconds:.1f} texts/s) "
+            "against the bundles' onnx-fp32 artifacts (the goldens prove them equal to torch)",
+            file=sys.stderr,
+        )
+    report = BundleReport(corpus, "audit")
+    report.checks.extend(results)
+    return report
 
 
 def _self_test(paths: list[Path]) -> int:

@@ -41,6 +41,34 @@ def load_tokenizer(bundle: Path):
     return tokenizer
 
 
+#: (rows of the batch in input order, model inputs)
+TokenBatch = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    return [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+
+
+def token_batches(tokenizer, texts: list[str], batch_size: int = DEFAULT_BATCH) -> list[TokenBatch]:
+    """Tokenize ``texts``; batches of rows sorted by token count, each padded to its own longest."""
+    if not BATCH.accepts(batch_size):
+        raise ValueError(f"batch_size {batch_size} outside the contract range {BATCH.lower}..{BATCH.upper}")
+    ids = token_ids(tokenizer, texts)
+    lengths = np.array([len(row) for row in ids], dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        input_ids = np.zeros((len(rows), width), dtype=np.int32)
+        mask = np.zeros((len(rows), width), dtype=np.int32)
+        for i, row in enumerate(rows):
+            input_ids[i, : lengths[row]] = ids[row]
+            mask[i, : lengths[row]] = 1
+        batches.append((rows, {"input_ids": input_ids, "attention_mask": mask}))
+    return batches
+
+
 class BundleEncoder:
     """One tokenizer and one onnxruntime session for an encoder bundle, loaded once.
 
@@ -57,34 +85,13 @@ class BundleEncoder:
         self.runner = OnnxRunner(ENCODER_V1, self.bundle / spec.filename, threads=threads)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+        return token_ids(self.tokenizer, texts)
 
-    def batches(
-        self, texts: list[str], batch_size: int = DEFAULT_BATCH
-    ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def batches(self, texts: list[str], batch_size: int = DEFAULT_BATCH) -> list[TokenBatch]:
         """(input rows, inputs) per batch: rows sorted by token count, each batch padded to its longest."""
-        if not BATCH.accepts(batch_size):
-            raise ValueError(
-                f"batch_size {batch_size} outside the contract range {BATCH.lower}..{BATCH.upper}"
-            )
-        ids = self.token_ids(texts)
-        lengths = np.array([len(row) for row in ids], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
-        batches = []
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = int(lengths[rows].max())
-            input_ids = np.zeros((len(rows), width), dtype=np.int32)
-            mask = np.zeros((len(rows), width), dtype=np.int32)
-            for i, row in enumerate(rows):
-                input_ids[i, : lengths[row]] = ids[row]
-                mask[i, : lengths[row]] = 1
-            batches.append((rows, {"input_ids": input_ids, "attention_mask": mask}))
-        return batches
+        return token_batches(self.tokenizer, texts, batch_size)
 
-    def run(
-        self, batches: list[tuple[np.ndarray, dict[str, np.ndarray]]], output: str = "embedding"
-    ) -> np.ndarray:
+    def run(self, batches: list[TokenBatch], output: str = "embedding") -> np.ndarray:
         """The model on prepared batches; rows of ``output`` in input order."""
         count = sum(len(rows) for rows, _ in batches)
         width = ENCODER_V1.output(output).shape[1].upper

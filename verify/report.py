@@ -28,6 +28,26 @@ def print_table(reports: list[BundleReport], console) -> None:
         console.print(table)
 
 
+def print_worst_texts(reports: list[BundleReport], console, shown: int = 5) -> None:
+    """For each audited entry that failed (or else the one worst by its first metric), its worst texts."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for report in reports:
+        audited = [c for c in report.checks if "worst_texts" in c.details]
+        chosen = [c for c in audited if c.failed] or audited[:1]
+        for check in chosen:
+            table = Table(title=escape(f"worst texts: {check.name}"), title_justify="left")
+            rows = check.details["worst_texts"][:shown]
+            fields = [k for k in (rows[0] if rows else {}) if k not in ("text", "index")]
+            for column in ("#", *fields, "text"):
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                values = [f"{row[f]:.4g}" for f in fields]
+                table.add_row(str(row["index"] + 1), *values, escape(row["text"][:160]))
+            console.print(table)
+
+
 def summary_line(reports: list[BundleReport]) -> str:
     checks = [c for r in reports for c in r.checks]
     counts = {status: sum(c.status == status for c in checks) for status in (PASS, FAIL, SKIP)}

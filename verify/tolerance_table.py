@@ -24,7 +24,8 @@ def rows(report: dict) -> list[str]:
             bounds = check["details"].get("bounds")
             if not bounds:
                 continue
-            artifact, output = check["name"].split("/numerics[")
+            head, output = check["name"].split("[", 1)
+            artifact = head.removesuffix("/numerics")
             for metric, bound in bounds.items():
                 lines.append(
                     f"| {bundle['contract']} | {artifact} | {output.rstrip(']')} | {metric} | "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from contracts import PIPELINES, PipelineContract
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -16,13 +18,17 @@ from verify.checks.integrity import (
     check_pinning,
     load_golden,
 )
-from verify.checks.numerics import check_numerics
+from verify.checks.numerics import RunsByBatch, check_numerics
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
 from verify.checks.updatable import KEY as UPDATABLE_KEY
 from verify.checks.updatable import check_updatable
-from verify.result import CheckResult, failed, skipped
+from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
+from verify.result import CheckResult, failed, skipped, verdict
 from verify.runners import OnnxRunner, Runner, coreml_runner
+
+if TYPE_CHECKING:
+    from golden.store import Golden
 
 
 @dataclass
@@ -30,6 +36,10 @@ class VerifyOptions:
     compute_units: str | None = None  # Core ML runtime units on macOS; None = default
     numerics: bool = True
     only: tuple[str, ...] = ()  # artifact keys to check ("onnx-int8"); empty = all
+    ship: dict[str, dict[str, str]] = field(default_factory=dict)  # project: target -> model -> artifact
+    pipeline_budgets: dict[str, float] = field(default_factory=dict)  # project: metric -> limit
+    weight_pins: dict[str, str] = field(default_factory=dict)  # project: contract -> weights file sha256
+    tokens_pin: str | None = None  # project: tokens file sha256
 
 
 @dataclass
@@ -37,6 +47,8 @@ class BundleReport:
     path: Path
     contract: str
     checks: list[CheckResult] = field(default_factory=list)
+    golden: Golden | None = field(default=None, repr=False)  # usable goldens, for pipelines
+    runs: dict[str, RunsByBatch] = field(default_factory=dict, repr=False)  # artifact -> golden outputs
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -57,7 +69,10 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
     checks.append(check_manifest(bundle))
     if contract.name == "encoder_v1":
         checks.append(check_encoder_fingerprint(bundle))
+    if contract.name in options.weight_pins or (options.tokens_pin and _has_tokens(contract)):
+        checks.append(check_project_pins(bundle, options.weight_pins.get(contract.name), options.tokens_pin))
     golden, golden_check = load_golden(bundle)
+    report.golden = golden
     checks.append(golden_check)
     checks.append(check_golden_freshness(bundle))
     facts, fact_problems = bundle_facts(bundle)
@@ -86,10 +101,30 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
         elif any(c.failed for c in structure if c.name.endswith(("/structure", "/checker"))):
             checks.append(skipped(f"{key}/numerics", "structure check failed; not run"))
         else:
-            checks.extend(_numerics(artifact, bundle, path, golden, options))
+            checks.extend(_numerics(artifact, bundle, path, golden, options, report.runs))
     if contract.training and (not options.only or UPDATABLE_KEY in options.only):
         checks.extend(_updatable(bundle, golden, facts, options))
     return report
+
+
+def _has_tokens(contract) -> bool:
+    return any(m.source == "tokens" for m in contract.metadata)
+
+
+def check_project_pins(bundle: Bundle, weights: str | None, tokens: str | None) -> CheckResult:
+    """The bundle was built from the weight (and tokens) files the project pins, not older ones."""
+    sources = (bundle.manifest or {}).get("sources") or {}
+    problems = []
+    if weights is not None and sources.get("weights_file_sha256") != weights:
+        built = sources.get("weights_file_sha256") or "demo weights"
+        problems.append(f"built from weights {str(built)[:16]}, the project pins {weights[:16]}")
+    if tokens is not None and _has_tokens(bundle.registered) and sources.get("tokens_file_sha256") != tokens:
+        built = sources.get("tokens_file_sha256") or "the default tokens"
+        problems.append(f"built from tokens {str(built)[:16]}, the project pins {tokens[:16]}")
+    hint = "; rebuild with `build-contract`" if problems else ""
+    return verdict(
+        "project-pins", [p + hint for p in problems[:1]] + problems[1:], "built from the pinned files"
+    )
 
 
 def _updatable(bundle: Bundle, golden, facts: dict[str, str], options: VerifyOptions) -> list[CheckResult]:
@@ -103,7 +138,9 @@ def _updatable(bundle: Bundle, golden, facts: dict[str, str], options: VerifyOpt
     return check_updatable(bundle, path, facts, golden, options.numerics, options.compute_units)
 
 
-def _numerics(artifact, bundle: Bundle, path: Path, golden, options: VerifyOptions) -> list[CheckResult]:
+def _numerics(
+    artifact, bundle: Bundle, path: Path, golden, options: VerifyOptions, runs: dict[str, RunsByBatch]
+) -> list[CheckResult]:
     name = f"{artifact.key}/numerics"
     try:
         runner = _runner(artifact.format, bundle, path, options)
@@ -111,16 +148,17 @@ def _numerics(artifact, bundle: Bundle, path: Path, golden, options: VerifyOptio
         return [skipped(name, f"needs macOS or the MIL executor ({exc})")]
     except Exception as exc:  # unsupported op, unreadable program, ...
         return [failed(name, f"{type(exc).__name__}: {exc}")]
-    return check_numerics(artifact, bundle.registered, golden, runner)
+    return check_numerics(artifact, bundle.registered, golden, runner, runs.setdefault(artifact.key, {}))
 
 
 def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport]:
-    """Verify each bundle; when an encoder and a personality bundle are both given, check pinning."""
+    """Verify each bundle; when an encoder and a personality bundle are both given, check pinning
+    and every pipeline they form."""
     bundles = [open_bundle(path) for path in paths]
     reports = [verify_bundle(bundle, options) for bundle in bundles]
-    encoders = [b for b in bundles if b.name == "encoder_v1"]
+    encoders = [b for b in bundles if b.registered.name in _consumed_contracts()]
     for bundle, report in zip(bundles, reports):
-        if bundle.name != "personality_v1":
+        if not _consumes_an_encoder(bundle):
             continue
         if encoders:
             report.checks.extend(check_pinning(bundle, encoder) for encoder in encoders)
@@ -130,4 +168,90 @@ def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport
                     "encoder-pinning", "give the encoder bundle too (verify-contract ENCODER PERSONALITY)"
                 )
             )
+    reports += _pipelines(bundles, reports, options)
     return reports
+
+
+def _consumed_contracts() -> set[str]:
+    return {p.stages[0].contract for p in PIPELINES.values()}
+
+
+def _consumes_an_encoder(bundle: Bundle) -> bool:
+    return any(bundle.registered.name in p.contracts[1:] for p in PIPELINES.values())
+
+
+def _pipelines(
+    bundles: list[Bundle], reports: list[BundleReport], options: VerifyOptions
+) -> list[BundleReport]:
+    """One report per pipeline whose every model is among the bundles given."""
+    by_name = {b.registered.name: (b, r) for b, r in zip(bundles, reports)}
+    results = []
+    for pipeline in PIPELINES.values():
+        if not all(name in by_name for name in pipeline.contracts):
+            continue
+        report = BundleReport(Path(pipeline.name), pipeline.name)
+        results.append(report)
+        if not options.numerics:
+            report.checks.append(not_checked(pipeline, "numerics disabled (--no-numerics)"))
+            continue
+        stages = []
+        for name in pipeline.contracts:
+            bundle, bundle_report = by_name[name]
+            if bundle_report.golden is None:
+                break
+            stages.append(
+                StageInput(bundle_report.golden, _artifact_runner(bundle, options), bundle_report.runs)
+            )
+        if len(stages) < len(pipeline.stages):
+            report.checks.append(
+                not_checked(pipeline, "a bundle has no usable goldens (see its golden check)")
+            )
+            continue
+        problems = reference_problems(pipeline, stages)
+        report.checks.append(
+            verdict(
+                "pipeline/reference",
+                problems,
+                "goldens chain: texts → " + " → ".join(f"{s.contract}.{s.produces}" for s in pipeline.stages),
+            )
+        )
+        if problems:
+            continue
+        shipped = _shipped(pipeline, options)
+        combinations = dict.fromkeys([*pipeline.combinations, *shipped.values()])
+        for artifacts in combinations:
+            if options.only and not set(artifacts) <= set(options.only):
+                continue
+            targets = tuple(t for t, combo in shipped.items() if combo == artifacts)
+            tolerances = pipeline.tolerances_for(artifacts)
+            if targets:
+                tolerances = with_budgets(tolerances, options.pipeline_budgets)
+            batch_sizes = by_name[pipeline.contracts[0]][0].registered.golden_batch_sizes
+            report.checks.append(
+                check_pipeline(pipeline, artifacts, stages, batch_sizes, tolerances, targets)
+            )
+    return results
+
+
+def _shipped(pipeline: PipelineContract, options: VerifyOptions) -> dict[str, tuple[str, ...]]:
+    """The project's targets that ship every model of ``pipeline``, with their artifacts."""
+    return {
+        target: tuple(models[name] for name in pipeline.contracts)
+        for target, models in options.ship.items()
+        if all(name in models for name in pipeline.contracts)
+    }
+
+
+def _artifact_runner(bundle: Bundle, options: VerifyOptions):
+    cache: dict[str, Runner] = {}
+
+    def runner(key: str) -> Runner:
+        if key not in cache:
+            artifact = bundle.registered.artifact(key)
+            path = bundle.path(artifact.filename)
+            if not path.exists():
+                raise FileNotFoundError(f"{artifact.filename} missing")
+            cache[key] = _runner(artifact.format, bundle, path, options)
+        return cache[key]
+
+    return runner

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from contracts import ArtifactSpec, Contract
+from contracts import ArtifactSpec, Bound, Contract
 from golden.store import Golden
 from verify.compare import METRICS, budget_used, error_histogram, statistics, within
 from verify.result import CheckResult, failed, verdict
@@ -35,13 +35,76 @@ def run_goldens(runner: Runner, contract: Contract, golden: Golden, batch: int) 
     return {name: np.stack(rows_out) for name, rows_out in results.items()}
 
 
+#: Outputs of one artifact on the goldens, per batch size: {batch: {output: array}}.
+RunsByBatch = dict[int, dict[str, np.ndarray]]
+
+
+def judge(
+    name: str,
+    actual_by_batch: dict[int, np.ndarray],
+    expected: np.ndarray,
+    bounds: tuple[Bound, ...],
+    unit_norm: bool = False,
+    **details: object,
+) -> CheckResult:
+    """Hold one output, run at several batch sizes, to ``bounds`` against ``expected``: each
+    bound is judged on its worst batch size; statistics per batch size go to the details."""
+    extra = tuple(b.metric for b in bounds)
+    problems, stats, worst, errors = [], {}, {}, []
+    for batch, actual in actual_by_batch.items():
+        if actual.shape != expected.shape:
+            problems.append(f"batch {batch}: shape {actual.shape} != golden {expected.shape}")
+            continue
+        if not np.isfinite(actual).all():
+            problems.append(f"batch {batch}: NaN or Inf in output")
+            continue
+        stats[batch] = statistics(actual, expected, extra)
+        errors.append(np.abs(actual.astype(np.float64) - expected.astype(np.float64)))
+        if unit_norm:
+            stats[batch]["max_norm_error"] = float(np.abs(np.linalg.norm(actual, axis=1) - 1.0).max())
+    for bound in bounds:
+        values = [s[bound.metric] for s in stats.values()]
+        if not values:
+            continue
+        value = max(values) if METRICS[bound.metric].direction == "<=" else min(values)
+        worst[bound.metric] = {
+            "value": value,
+            "limit": bound.limit,
+            "budget_used": budget_used(bound, value),
+            "measured_when_set": bound.measured,
+        }
+        if not within(bound, value):
+            problems.append(
+                f"{bound.metric} {value:.3g} beyond {METRICS[bound.metric].direction} {bound.limit:g}"
+            )
+    if not bounds:
+        problems.append("the contract sets no tolerance for this output")
+    summary = ", ".join(
+        f"{m} {w['value']:.3g} ({METRICS[m].direction} {w['limit']:g})" for m, w in worst.items()
+    )
+    return verdict(
+        name,
+        problems,
+        summary,
+        bounds=worst,
+        per_batch={str(b): s for b, s in stats.items()},
+        histogram=error_histogram(errors),
+        **details,
+    )
+
+
 def check_numerics(
-    artifact: ArtifactSpec, contract: Contract, golden: Golden, runner: Runner
+    artifact: ArtifactSpec,
+    contract: Contract,
+    golden: Golden,
+    runner: Runner,
+    runs: RunsByBatch | None = None,
 ) -> list[CheckResult]:
-    """One result per output, judged on the worst batch size; statistics per batch size in details."""
+    """One result per output, judged on the worst batch size; statistics per batch size in details.
+    ``runs``, when given, receives the outputs (pipelines reuse them)."""
     prefix = f"{artifact.key}/numerics"
-    per_batch: dict[int, dict[str, np.ndarray]] = {}
     seconds: dict[str, float] = {}
+    per_batch: RunsByBatch = {}
     for batch in contract.golden_batch_sizes:
         start = time.perf_counter()
         try:
@@ -49,54 +112,19 @@ def check_numerics(
         except Exception as exc:  # a backend failure is a contract violation of this artifact
             return [failed(prefix, f"{runner.backend} failed at batch {batch}: {type(exc).__name__}: {exc}")]
         seconds[str(batch)] = time.perf_counter() - start
+    if runs is not None:
+        runs.update(per_batch)
     results = []
     for spec in contract.outputs:
         tolerance = artifact.tolerance_for(spec.name)
-        bounds = tolerance.bounds if tolerance else ()
-        extra = tuple(b.metric for b in bounds)
-        expected = golden.tensors[spec.name]
-        problems, stats, worst, errors = [], {}, {}, []
-        for batch, outputs in per_batch.items():
-            actual = outputs[spec.name]
-            if actual.shape != expected.shape:
-                problems.append(f"batch {batch}: shape {actual.shape} != golden {expected.shape}")
-                continue
-            if not np.isfinite(actual).all():
-                problems.append(f"batch {batch}: NaN or Inf in output")
-                continue
-            stats[batch] = statistics(actual, expected, extra)
-            errors.append(np.abs(actual.astype(np.float64) - expected.astype(np.float64)))
-            if spec.unit_norm:
-                stats[batch]["max_norm_error"] = float(np.abs(np.linalg.norm(actual, axis=1) - 1.0).max())
-        for bound in bounds:
-            values = [s[bound.metric] for s in stats.values()]
-            if not values:
-                continue
-            value = max(values) if METRICS[bound.metric].direction == "<=" else min(values)
-            worst[bound.metric] = {
-                "value": value,
-                "limit": bound.limit,
-                "budget_used": budget_used(bound, value),
-                "measured_when_set": bound.measured,
-            }
-            if not within(bound, value):
-                problems.append(
-                    f"{bound.metric} {value:.3g} beyond {METRICS[bound.metric].direction} {bound.limit:g}"
-                )
-        if not bounds:
-            problems.append("the contract sets no tolerance for this output")
-        summary = ", ".join(
-            f"{m} {w['value']:.3g} ({METRICS[m].direction} {w['limit']:g})" for m, w in worst.items()
-        )
         results.append(
-            verdict(
+            judge(
                 f"{prefix}[{spec.name}]",
-                problems,
-                summary,
+                {batch: outputs[spec.name] for batch, outputs in per_batch.items()},
+                golden.tensors[spec.name],
+                tolerance.bounds if tolerance else (),
+                spec.unit_norm,
                 backend=runner.backend,
-                bounds=worst,
-                per_batch={str(b): s for b, s in stats.items()},
-                histogram=error_histogram(errors),
                 seconds=seconds,
             )
         )

@@ -1,0 +1,415 @@
+"""Corpus audit: a team's own texts through every artifact and every pipeline, streamed.
+
+The reference is each bundle's fp32 ONNX artifact: the goldens prove it equal to torch (the
+``onnx-fp32/numerics`` checks), so no torch is needed. Texts stream in blocks of ``block`` texts:
+memory stays flat whatever the corpus size. Per audited entry:
+
+- encoder artifacts: cosine of ``embedding`` to the reference (min, 0.1 % quantile from a
+  DDSketch with 1 % relative accuracy on 1 − cos, mean), kNN recall@10 against the reference's
+  neighbours (exact within each block), and the PersonalityModel's decisions on the artifact's
+  embeddings against those on the reference's (the reference PersonalityModel for both);
+- PersonalityModel artifacts: decisions on the reference embeddings;
+- pipelines: decisions of encoder artifact → PersonalityModel artifact against reference →
+  reference, the cosine of their embeddings.
+
+Decisions: the share of sigmoid decisions at 0.5 flipped, and the mean top-10 overlap. Each
+entry keeps its 20 worst texts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from contracts import Contract
+from contracts.pipeline import PipelineContract, combination_key
+from verify.result import CheckResult, verdict
+
+REFERENCE = "onnx-fp32"
+NEIGHBOURS = 10
+WORST = 20
+QUANTILE = 0.001
+SKETCH_ACCURACY = 0.01
+#: Metrics an audit budget may name, with their direction.
+AUDIT_METRICS = {
+    "min_cosine": ">=",
+    "q001_cosine": ">=",
+    "mean_cosine": ">=",
+    "knn_recall10": ">=",
+    "flip_rate": "<=",
+    "top10_overlap": ">=",
+}
+
+
+@dataclass
+class CosineStats:
+    count: int = 0
+    total: float = 0.0
+    minimum: float = 1.0
+    sketch: object = None  # DDSketch of 1 - cos
+
+    def add(self, cosines: np.ndarray) -> None:
+        from ddsketch import DDSketch
+
+        if self.sketch is None:
+            self.sketch = DDSketch(relative_accuracy=SKETCH_ACCURACY)
+        self.count += len(cosines)
+        self.total += float(cosines.sum())
+        self.minimum = min(self.minimum, float(cosines.min()))
+        for distance in np.maximum(1.0 - cosines, 1e-12):
+            self.sketch.add(float(distance))
+
+    def values(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        return {
+            "min_cosine": self.minimum,
+            "q001_cosine": 1.0 - float(self.sketch.get_quantile_value(1.0 - QUANTILE)),
+            "mean_cosine": self.total / self.count,
+        }
+
+
+@dataclass
+class DecisionStats:
+    rows: int = 0
+    flips: int = 0
+    decisions: int = 0
+    top10: float = 0.0
+
+    def add(self, logits: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Accumulate; returns each row's flipped decisions."""
+        flipped = ((logits > 0) != (reference > 0)).sum(axis=1)
+        self.rows += len(logits)
+        self.flips += int(flipped.sum())
+        self.decisions += logits.size
+        top_a = np.argsort(-logits, axis=1)[:, :10]
+        top_r = np.argsort(-reference, axis=1)[:, :10]
+        self.top10 += sum(len(set(a) & set(r)) / 10 for a, r in zip(top_a, top_r))
+        return flipped
+
+    def values(self) -> dict[str, float]:
+        if not self.rows:
+            return {}
+        return {"flip_rate": self.flips / self.decisions, "top10_overlap": self.top10 / self.rows}
+
+
+@dataclass
+class Entry:
+    """One audited artifact or pipeline."""
+
+    name: str  # "audit/onnx-int8[embedding]", "audit/pipeline/coreml-int8+coreml-int8[logits]"
+    bounds: dict[str, float]
+    cosine: CosineStats | None = None
+    decisions: DecisionStats | None = None
+    recall_sum: float = 0.0
+    recall_rows: int = 0
+    worst: list = field(default_factory=list)  # heap of (-badness, index, text, values)
+    seconds: float = 0.0
+
+    def add_recall(self, recall: np.ndarray) -> None:
+        self.recall_sum += float(recall.sum())
+        self.recall_rows += len(recall)
+
+    def keep_worst(self, badness: np.ndarray, texts: list[str], first_index: int, values: dict) -> None:
+        for row in np.argsort(-badness, kind="stable")[:WORST]:
+            item = (
+                float(badness[row]),
+                -(first_index + int(row)),
+                texts[row],
+                {k: float(v[row]) for k, v in values.items()},
+            )
+            if len(self.worst) < WORST:
+                heapq.heappush(self.worst, item)
+            elif item > self.worst[0]:
+                heapq.heapreplace(self.worst, item)
+
+    def statistics(self) -> dict[str, float]:
+        stats = {}
+        if self.cosine:
+            stats.update(self.cosine.values())
+        if self.recall_rows:
+            stats["knn_recall10"] = self.recall_sum / self.recall_rows
+        if self.decisions:
+            stats.update(self.decisions.values())
+        return stats
+
+    def result(self, texts_seen: int, reference_rate: float | None = None) -> CheckResult:
+        stats = self.statistics()
+        problems = []
+        for metric, limit in self.bounds.items():
+            if metric in stats and not _within(metric, limit, stats[metric]):
+                problems.append(f"{metric} {stats[metric]:.4g} beyond {AUDIT_METRICS[metric]} {limit:g}")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
+        worst = [
+            {"index": -index, "text": text, **values}
+            for _, index, text, values in sorted(self.worst, reverse=True)
+        ]
+        rate = texts_seen / self.seconds if self.seconds else None
+        return verdict(
+            self.name,
+            problems,
+            shown,
+            statistics=stats,
+            budgets=self.bounds,
+            worst_texts=worst,
+            texts=texts_seen,
+            texts_per_second=rate,
+            reference_texts_per_second=reference_rate,
+            reference=f"the bundle's {REFERENCE} artifacts, which the goldens prove equal to torch",
+        )
+
+
+def _within(metric: str, limit: float, value: float) -> bool:
+    if not np.isfinite(value):
+        return False
+    return value <= limit if AUDIT_METRICS[metric] == "<=" else value >= limit
+
+
+def knn_recall(reference: np.ndarray, actual: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Per row: the share of its k nearest reference neighbours (cosine, within this block) that are
+    also among its k nearest under ``actual``."""
+    k = min(k, len(reference) - 1)
+    if k < 1:
+        return np.ones(len(reference))
+
+    def neighbours(x: np.ndarray) -> np.ndarray:
+        unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+        similarity = unit @ unit.T
+        np.fill_diagonal(similarity, -np.inf)
+        return np.argpartition(-similarity, k, axis=1)[:, :k]
+
+    ref, act = neighbours(reference.astype(np.float32)), neighbours(actual.astype(np.float32))
+    return np.array([len(set(a) & set(r)) / k for a, r in zip(act, ref)])
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class AuditPlan:
+    """What to run: encoder and PersonalityModel runners by artifact key (the reference included),
+    pipeline combinations, budgets per entry."""
+
+    encoder: Contract
+    embedding_output: str  # the encoder output that pipelines pass on and cosines are taken of
+    encoders: dict[str, Runner]
+    personality: Contract | None = None
+    personality_input: str = ""
+    personalities: dict[str, Runner] = field(default_factory=dict)
+    combinations: dict[tuple[str, ...], dict[str, float]] = field(default_factory=dict)  # -> bounds
+    encoder_bounds: dict[str, dict[str, float]] = field(default_factory=dict)
+    personality_bounds: dict[str, dict[str, float]] = field(default_factory=dict)
+    logits_output: str = ""
+
+
+def run_audit(
+    plan: AuditPlan,
+    tokenizer,
+    blocks,
+    batch_size: int,
+    progress: Callable[[int], None] = lambda texts: None,
+) -> tuple[list[CheckResult], int]:
+    """Stream ``blocks`` (lists of texts) through the plan; one CheckResult per entry."""
+    from verify.encode import token_batches
+
+    encoders = {
+        k: Entry(f"audit/{k}[{plan.embedding_output}]", plan.encoder_bounds.get(k, {}))
+        for k in plan.encoders
+        if k != REFERENCE
+    }
+    for entry in encoders.values():
+        entry.cosine = CosineStats()
+        entry.decisions = DecisionStats() if plan.personality else None
+    personalities = {
+        k: Entry(f"audit/{k}[{plan.logits_output}]", plan.personality_bounds.get(k, {}))
+        for k in plan.personalities
+        if k != REFERENCE
+    }
+    for entry in personalities.values():
+        entry.decisions = DecisionStats()
+    pipelines = {
+        combo: Entry(f"audit/pipeline/{combination_key(combo)}[{plan.logits_output}]", bounds)
+        for combo, bounds in plan.combinations.items()
+        if combo != (REFERENCE, REFERENCE)
+    }
+    for entry in pipelines.values():
+        entry.cosine, entry.decisions = CosineStats(), DecisionStats()
+    seen, reference_seconds = 0, 0.0
+    for texts in blocks:
+        batches = token_batches(tokenizer, texts, batch_size)
+        embeddings = {}
+        for key, runner in plan.encoders.items():
+            start = time.perf_counter()
+            embeddings[key] = _run_batches(runner, batches, len(texts), plan.embedding_output)
+            if key in encoders:
+                encoders[key].seconds += time.perf_counter() - start
+            else:
+                reference_seconds += time.perf_counter() - start
+        reference = embeddings[REFERENCE]
+        logits: dict[tuple[str, str], np.ndarray] = {}
+
+        def decide(encoder_key: str, personality_key: str) -> np.ndarray:
+            pair = (encoder_key, personality_key)
+            if pair not in logits:
+                runner = plan.personalities[personality_key]
+                inputs = embeddings[encoder_key]
+                logits[pair] = np.concatenate(
+                    [
+                        runner({plan.personality_input: inputs[i : i + batch_size]})[plan.logits_output]
+                        for i in range(0, len(inputs), batch_size)
+                    ]
+                )
+            return logits[pair]
+
+        recalls = {key: knn_recall(reference, embeddings[key]) for key in plan.encoders if key != REFERENCE}
+        for key, entry in encoders.items():
+            cos = cosines(embeddings[key], reference)
+            entry.cosine.add(cos)
+            entry.add_recall(recalls[key])
+            values = {"cosine": cos, "knn_recall10": recalls[key]}
+            if plan.personality:
+                flipped = entry.decisions.add(decide(key, REFERENCE), decide(REFERENCE, REFERENCE))
+                values["flipped"] = flipped
+            entry.keep_worst(1.0 - cos, texts, seen, values)
+        for key, entry in personalities.items():
+            start = time.perf_counter()
+            flipped = entry.decisions.add(decide(REFERENCE, key), decide(REFERENCE, REFERENCE))
+            entry.seconds += time.perf_counter() - start
+            entry.keep_worst(flipped.astype(float), texts, seen, {"flipped": flipped})
+        for (encoder_key, personality_key), entry in pipelines.items():
+            cos = cosines(embeddings[encoder_key], reference)
+            entry.cosine.add(cos)
+            entry.add_recall(recalls.get(encoder_key, np.ones(len(texts))))
+            flipped = entry.decisions.add(decide(encoder_key, personality_key), decide(REFERENCE, REFERENCE))
+            entry.keep_worst(flipped + (1.0 - cos), texts, seen, {"flipped": flipped, "cosine": cos})
+        seen += len(texts)
+        progress(len(texts))
+    entries = [*encoders.values(), *personalities.values(), *pipelines.values()]
+    reference_rate = seen / reference_seconds if reference_seconds else None
+    return [entry.result(seen, reference_rate) for entry in entries], seen
+
+
+def _run_batches(runner: Runner, batches, count: int, output: str) -> np.ndarray:
+    result = None
+    for rows, inputs in batches:
+        values = runner(inputs)[output]
+        if result is None:
+            result = np.zeros((count, values.shape[1]), dtype=np.float32)
+        result[rows] = values
+    return result
+
+
+def audit_bounds(bounds, overrides: dict[str, float]) -> dict[str, float]:
+    """The contract's bounds for the audited metrics, each replaced by the project's where it names one."""
+    chosen = {b.metric: b.limit for b in bounds if b.metric in AUDIT_METRICS}
+    return {**chosen, **{k: v for k, v in overrides.items() if k in AUDIT_METRICS}}
+
+
+def check_metric_names(budgets: dict[str, float]) -> None:
+    unknown = sorted(set(budgets) - set(AUDIT_METRICS))
+    if unknown:
+        raise ValueError(f"unknown audit budget(s) {', '.join(unknown)} (known: {', '.join(AUDIT_METRICS)})")
+
+
+def pipeline_plan(pipeline: PipelineContract) -> tuple[str, str, str]:
+    """(encoder output passed on, PersonalityModel input, judged output) of a two-stage pipeline."""
+    first, last = pipeline.stages[0], pipeline.stages[-1]
+    return first.produces, last.consumes or "", last.produces
+
+
+# --------------------------------------------------------------------------------------------
+# From bundles to a plan
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditRequest:
+    corpus: Path
+    column: str = "text"
+    block: int = 1024  # texts per block: kNN recall is exact within a block
+    batch_size: int = 64
+    only: tuple[str, ...] = ()  # artifact keys; empty = all
+    budgets: dict[str, float] = field(default_factory=dict)  # project [budgets.audit]: metric -> limit
+    pipeline_budgets: dict[str, float] = field(default_factory=dict)  # project [budgets.pipeline]
+    ship: dict[str, dict[str, str]] = field(default_factory=dict)
+    compute_units: str | None = None
+
+
+def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]:
+    """The plan for the first pipeline whose first model is among ``bundles``, and the encoder's
+    tokenizer. Raises ValueError when no encoder bundle (or its fp32 ONNX reference) is given."""
+    from contracts import PIPELINES
+    from verify.encode import load_tokenizer
+    from verify.runners import OnnxRunner, coreml_runner
+
+    by_name = {b.registered.name: b for b in bundles}
+    pipeline = next((p for p in PIPELINES.values() if p.contracts[0] in by_name), None)
+    if pipeline is None:
+        raise ValueError("--corpus needs an encoder bundle")
+    check_metric_names(request.budgets)
+
+    def runners(bundle) -> dict[str, Runner]:
+        chosen = {}
+        for artifact in bundle.registered.artifacts:
+            if artifact.key != REFERENCE and request.only and artifact.key not in request.only:
+                continue
+            path = bundle.path(artifact.filename)
+            if not path.exists():
+                if artifact.key == REFERENCE:
+                    raise ValueError(f"{bundle.root}: the audit reference {artifact.filename} is missing")
+                continue
+            if artifact.format == "onnx":
+                runner = OnnxRunner(bundle.registered, path)
+            else:
+                runner = coreml_runner(bundle.registered, path, request.compute_units)
+            chosen[artifact.key] = runner.run
+        return chosen
+
+    def bounds(bundle, output: str) -> dict[str, dict[str, float]]:
+        result = {}
+        for artifact in bundle.registered.artifacts:
+            tolerance = artifact.tolerance_for(output)
+            result[artifact.key] = audit_bounds(tolerance.bounds if tolerance else (), request.budgets)
+        return result
+
+    passed_on, consumed, judged = pipeline_plan(pipeline)
+    encoder = by_name[pipeline.contracts[0]]
+    plan = AuditPlan(
+        encoder=encoder.registered,
+        embedding_output=passed_on,
+        encoders=runners(encoder),
+        encoder_bounds=bounds(encoder, passed_on),
+        logits_output=judged,
+    )
+    personality = by_name.get(pipeline.contracts[-1]) if len(pipeline.stages) == 2 else None
+    if personality is not None:
+        plan.personality = personality.registered
+        plan.personality_input = consumed
+        plan.personalities = runners(personality)
+        plan.personality_bounds = bounds(personality, judged)
+        shipped = [
+            tuple(models[name] for name in pipeline.contracts)
+            for models in request.ship.values()
+            if all(name in models for name in pipeline.contracts)
+        ]
+        for artifacts in dict.fromkeys([*pipeline.combinations, *shipped]):
+            if artifacts[0] not in plan.encoders or artifacts[1] not in plan.personalities:
+                continue
+            contract_bounds = _logit_bounds(pipeline.tolerances_for(artifacts), judged)
+            overrides = {**(request.pipeline_budgets if artifacts in shipped else {}), **request.budgets}
+            plan.combinations[artifacts] = audit_bounds(contract_bounds, overrides)
+    return plan, load_tokenizer(encoder.root)
+
+
+def _logit_bounds(tolerances, output: str):
+    return next((t.bounds for t in tolerances if t.output == output), ())
