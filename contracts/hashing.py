@@ -37,22 +37,53 @@ def encoder_fingerprint(minilm_sha256: str, tokenizer_hashes: dict[str, str], he
     return sha256_text("\n".join(lines) + "\n")
 
 
-#: Packages whose source decides golden values: the PyTorch reference and golden generation.
+#: Packages whose code and data decide golden values: the PyTorch reference (with the default
+#: token list) and golden generation (with the golden and calibration corpora).
 REFERENCE_PACKAGES = ("reference", "golden")
 
 
 def reference_code_sha256() -> str:
-    """A content hash of the reference code, read from disk without importing it (no torch)."""
+    """What determines the goldens, read from disk without importing it (no torch)."""
     from importlib.util import find_spec
 
-    digest = hashlib.sha256()
+    roots = {}
     for package in REFERENCE_PACKAGES:
         spec = find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError(f"package {package!r} not found")
-        for path in sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.py")):
-            digest.update(f"{package}/{path.name}\n".encode())
-            digest.update(path.read_bytes())
+        roots[package] = Path(next(iter(spec.submodule_search_locations)))
+    return golden_inputs_sha256(roots)
+
+
+#: Data files that the converters use but the goldens do not depend on.
+NOT_GOLDEN_INPUTS = ("calibration.json",)
+
+
+def golden_inputs_sha256(roots: dict[str, Path]) -> str:
+    """A hash of each package's code as syntax (comments, docstrings and layout left out) and of
+    its data files (``data/*`` but NOT_GOLDEN_INPUTS, byte for byte): a comment edit keeps it, a
+    corpus or token-list edit changes it."""
+    import ast
+
+    digest = hashlib.sha256()
+    for package, root in sorted(roots.items()):
+        for path in sorted(root.glob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (
+                    isinstance(body, list)
+                    and body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                ):
+                    body[0] = ast.Pass()  # a docstring says nothing of the values
+            digest.update(f"{package}/{path.name}\n{ast.dump(tree)}\n".encode())
+        for path in sorted((root / "data").glob("*")):
+            if path.is_file() and path.name not in NOT_GOLDEN_INPUTS:
+                digest.update(f"{package}/data/{path.name}\n".encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

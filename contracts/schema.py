@@ -151,6 +151,16 @@ class OnDeviceTraining:
 
 
 @dataclass(frozen=True)
+class TokenizerSpec:
+    """The tokenizer a bundle ships: each file pinned to the published model's sha256, and the
+    file the ``tokenizers`` library loads to reproduce the golden inputs from the golden texts."""
+
+    files: tuple[tuple[str, str], ...]  # (bundle-relative path, sha256)
+    load: str  # e.g. "tokenizer/tokenizer.json"
+    max_length: int  # truncation, as the reference tokenizes
+
+
+@dataclass(frozen=True)
 class Contract:
     name: str
     version: str
@@ -160,6 +170,7 @@ class Contract:
     metadata: tuple[MetadataField, ...]
     artifacts: tuple[ArtifactSpec, ...]
     training: OnDeviceTraining | None = None
+    tokenizer: TokenizerSpec | None = None
     golden_batch_sizes: tuple[int, ...] = (1, 7, 64)
     coreml: CoreMLTarget = field(default_factory=CoreMLTarget)
     onnx: OnnxTarget = field(default_factory=OnnxTarget)
@@ -210,6 +221,7 @@ class Contract:
                 metadata=tuple(MetadataField(**m) for m in data["metadata"]),
                 artifacts=tuple(_artifact(a) for a in data["artifacts"]),
                 training=_training(data["training"]) if data.get("training") else None,
+                tokenizer=_tokenizer(data["tokenizer"]) if data.get("tokenizer") else None,
                 golden_batch_sizes=tuple(data["golden_batch_sizes"]),
                 coreml=CoreMLTarget(**data["coreml"]),
                 onnx=OnnxTarget(**data["onnx"]),
@@ -275,6 +287,14 @@ def _training(data: dict[str, Any]) -> OnDeviceTraining:
         tolerances=_tolerances(data["tolerances"]),
         replay_bound=Bound(**data["replay_bound"]),
         on_device_bound=Bound(**data["on_device_bound"]),
+    )
+
+
+def _tokenizer(data: dict[str, Any]) -> TokenizerSpec:
+    return TokenizerSpec(
+        files=tuple((str(path), str(digest)) for path, digest in data["files"]),
+        load=data["load"],
+        max_length=int(data["max_length"]),
     )
 
 

@@ -72,6 +72,8 @@ def read_golden(directory: Path, stem: str = GOLDEN_STEM, same_rows: bool = True
         tensors = load_file(str(directory / f"{stem}.safetensors"))
     except FileNotFoundError as exc:
         raise GoldenError(f"golden file missing: {exc.filename}") from None
+    except RecursionError:
+        raise GoldenError(f"{stem}.json is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError, ValueError) as exc:
         raise GoldenError(f"golden files unreadable: {exc}") from None
     if not isinstance(info, dict) or info.get("golden_format") != GOLDEN_FORMAT:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,37 @@ def test_trimmed_batches_drop_only_padding(bundles):
 def test_missing_golden_files(tmp_path):
     with pytest.raises(GoldenError, match="missing"):
         read_golden(tmp_path)
+
+
+def test_golden_freshness_key_follows_what_determines_the_goldens(tmp_path):
+    """Comments and docstrings do not make goldens stale; the golden corpus and the default token
+    list do (issue 13, class 6)."""
+    import shutil
+
+    from contracts.hashing import golden_inputs_sha256
+
+    root = Path(__file__).resolve().parent.parent
+    roots = {name: tmp_path / name for name in ("reference", "golden")}
+    for name, target in roots.items():
+        shutil.copytree(root / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    before = golden_inputs_sha256(roots)
+
+    store = roots["golden"] / "store.py"
+    store.write_text(
+        store.read_text().replace('"""Golden files', '"""Golden files (reworded)', 1) + "\n# a comment\n"
+    )
+    calibration = roots["golden"] / "data" / "calibration.json"
+    calibration.write_text(calibration.read_text() + " ")
+    assert golden_inputs_sha256(roots) == before
+
+    for data in (
+        roots["golden"] / "data" / "corpus.json",
+        roots["reference"] / "data" / "personality-tokens.json",
+    ):
+        original = data.read_text()
+        data.write_text(original + "\n")
+        assert golden_inputs_sha256(roots) != before, data.name
+        data.write_text(original)
+    assert golden_inputs_sha256(roots) == before
+    store.write_text(store.read_text().replace("GOLDEN_FORMAT = 1", "GOLDEN_FORMAT = 2"))
+    assert golden_inputs_sha256(roots) != before  # code that runs

@@ -170,3 +170,105 @@ def test_nothing_loads_a_pickle():
             if pattern.search(path.read_text()):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+# --- issue 13, class 5: files that raised tracebacks or hung ---------------------------------
+
+
+@pytest.fixture
+def time_limit():
+    """Fail instead of hanging: SIGALRM after 120 s."""
+    import signal
+
+    def expired(*_):
+        raise TimeoutError("verify-contract hung")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _deep_json(depth: int = 100_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("name", "relative", "check"),
+    [
+        ("personality_v1", "manifest.json", "manifest"),
+        ("personality_v1", "golden/golden.json", "golden"),
+        ("personality_v1", "personality-tokens.json", "bundle-facts"),
+    ],
+)
+def test_deeply_nested_json_is_one_line_not_a_recursion_error(
+    copy_bundle, capsys, tmp_path, name, relative, check
+):
+    bundle = copy_bundle(name)
+    (bundle / relative).write_text(_deep_json())
+    if relative != "manifest.json":
+        rehash_manifest(bundle)
+    _expect_failure(capsys, bundle, tmp_path, check, "nested too deeply", "--no-numerics")
+
+
+def test_deeply_nested_contract_json_exits_2(copy_bundle, capsys, tmp_path):
+    bundle = copy_bundle("encoder_v1")
+    (bundle / "contract.json").write_text(_deep_json())
+    _expect_unusable(capsys, bundle, tmp_path, "nested too deeply")
+
+
+def test_artifact_that_is_a_symlink_to_itself(copy_bundle, capsys, tmp_path, time_limit):
+    bundle = copy_bundle("personality_v1")
+    artifact = bundle / "personality_v1.fp32.onnx"
+    artifact.unlink()
+    artifact.symlink_to(artifact.name)
+    code, _, checks = _verify(capsys, bundle, tmp_path, "--no-numerics")
+    assert code == 1 and checks["onnx-fp32/present"]["status"] == "fail"
+    assert "cannot be resolved" in checks["onnx-fp32/present"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "relative", "check"),
+    [
+        ("encoder_v1", "tokenizer/vocab.txt", "encoder-fingerprint"),
+        ("personality_v1", "personality_v1.fp32.mlpackage/Manifest.json", "coreml-fp32/present"),
+        ("encoder_v1", "golden/golden.json", "golden"),
+    ],
+)
+def test_fifo_in_place_of_a_file_is_reported_not_opened(
+    copy_bundle, capsys, tmp_path, time_limit, name, relative, check
+):
+    import os
+
+    bundle = copy_bundle(name)
+    (bundle / relative).unlink()
+    os.mkfifo(bundle / relative)
+    code, _, checks = _verify(capsys, bundle, tmp_path, "--no-numerics")
+    assert code == 1 and checks[check]["status"] == "fail", checks.get(check)
+    assert "not a regular file" in checks[check]["message"]
+
+
+def test_fifo_tokenizer_in_the_audit_exits_2(copy_bundle, capsys, tmp_path, time_limit):
+    import os
+
+    bundle = copy_bundle("encoder_v1")
+    (bundle / "tokenizer" / "tokenizer.json").unlink()
+    os.mkfifo(bundle / "tokenizer" / "tokenizer.json")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a text\n")
+    code, _, err = run_verify(capsys, bundle, "--no-numerics", "--only", "onnx-fp32", "--corpus", corpus)
+    assert code == 2 and "not a regular file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_diff_with_a_truncated_onnx_artifact_exits_2(bundles, copy_bundle, capsys):
+    from verify.diff_cli import main
+
+    bundle = copy_bundle("personality_v1")
+    artifact = bundle / "personality_v1.fp32.onnx"
+    artifact.write_bytes(artifact.read_bytes()[:4096])
+    rehash_manifest(bundle)
+    code = main([str(bundles / "personality_v1"), str(bundle)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot run onnx-fp32" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

@@ -37,7 +37,7 @@ def degraded_pair(bundles, tmp_path_factory):
     quantize_encoder_int8(
         encoder / "encoder_v1.fp32.onnx", encoder / "encoder_v1.int8.onnx", two_pass="values"
     )
-    rehash_manifest(encoder)
+    rehash_manifest(encoder, contents=True)  # as if built with that recipe
     return root
 
 

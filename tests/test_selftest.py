@@ -37,6 +37,9 @@ def test_required_mutants_are_present():
         "fp16 overflow",
         "stale golden",
         "tampered manifest hash",
+        "tokenizer vocabulary entries swapped",
+        "golden texts swapped",
+        "not unit norm",
     ):
         assert required in names
 
@@ -49,3 +52,16 @@ def test_a_surviving_mutant_fails_the_self_test(bundles, capsys, monkeypatch):
     code, out, _ = run_verify(capsys, bundles / "personality_v1", "--self-test")
     assert code == 1
     assert "0/1 mutants caught" in out and "survived" in out
+
+
+def test_a_catch_by_another_check_fails_the_self_test(bundles, capsys, monkeypatch):
+    """The intended check may be broken while another one catches the mutant: not a pass."""
+    import verify.selftest
+    from verify.mutants import MUTANTS
+
+    stale = next(m for m in MUTANTS if m.expected == "golden" and m.contract == "personality_v1")
+    mislabelled = Mutant(stale.name, stale.contract, "manifest", stale.apply, numerics=False)
+    monkeypatch.setattr(verify.selftest, "MUTANTS", (mislabelled,))
+    code, out, _ = run_verify(capsys, bundles / "personality_v1", "--self-test")
+    assert code == 1
+    assert "1/1 mutants caught, 0 by the check meant for them" in out and "caught by another check" in out

@@ -12,7 +12,14 @@ import onnx
 import pytest
 
 from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify, verify_fails_with
-from verify.mutants import edit_onnx_initializer, perturb_onnx_initializer, signed_onnx_weights
+from verify.mutants import (
+    edit_onnx_initializer,
+    perturb_onnx_initializer,
+    scale_onnx_output,
+    signed_onnx_weights,
+    swap_golden_texts,
+    swap_vocabulary,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +71,7 @@ def test_coreml_batch_range_changed(copy_bundle, capsys, tmp_path):
         spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[0].upperBound = 32
 
     edit_coreml_spec(bundle / "encoder_v1.fp32.mlpackage", narrow)
-    rehash_manifest(bundle)
+    rehash_manifest(bundle, contents=True)  # rebuilt that way: only its own check fails
     failures = verify_fails_with(capsys, tmp_path, bundle, "coreml-fp32/structure", "--no-numerics")
     assert failures == {"coreml-fp32/structure"}
 
@@ -86,7 +93,7 @@ def test_coreml_metadata_key_missing(copy_bundle, capsys, tmp_path):
         bundle / "personality_v1.fp32.mlpackage",
         lambda spec: spec.description.metadata.userDefined.pop("vocab_size"),
     )
-    rehash_manifest(bundle)
+    rehash_manifest(bundle, contents=True)  # rebuilt that way: only its own check fails
     failures = verify_fails_with(capsys, tmp_path, bundle, "coreml-fp32/metadata", "--no-numerics")
     assert failures == {"coreml-fp32/metadata"}
 
@@ -256,6 +263,82 @@ def test_signed_int8_weights_are_not_portable(copy_bundle, capsys, tmp_path):
     """u8s8 integer GEMMs saturate on x86 CPUs without VNNI: caught by structure, whatever the CPU."""
     bundle = copy_bundle("personality_v1")
     signed_onnx_weights(bundle / "personality_v1.int8.onnx")
-    rehash_manifest(bundle)
+    rehash_manifest(bundle, contents=True)  # rebuilt that way: only its own check fails
     failures = verify_fails_with(capsys, tmp_path, bundle, "onnx-int8/portable-int8", "--no-numerics")
     assert failures == {"onnx-int8/portable-int8"}
+
+
+def test_rows_not_unit_norm_are_caught_by_the_norm_bound(copy_bundle, capsys, tmp_path):
+    """``embedding`` x (1 + 2e-5): max_abs moves ~1e-6 (bound 3e-6) and cosines not at all;
+    only the unit_norm bound sees it (issue 13, class 6)."""
+    bundle = copy_bundle("encoder_v1")
+    scale_onnx_output(bundle / "encoder_v1.fp32.onnx", "embedding", 1 + 2e-5)
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "onnx-fp32/numerics[embedding]", "--only", "onnx-fp32")
+    report = json.loads((tmp_path / "report.json").read_text())
+    check = next(c for c in report["bundles"][0]["checks"] if c["name"] == "onnx-fp32/numerics[embedding]")
+    assert check["message"].startswith("max_norm_error") and "max_abs" not in check["message"]
+
+
+def test_pinning_needs_the_personality_goldens_made_from_this_encoders_outputs(copy_bundle, capsys, tmp_path):
+    """Encoder goldens regenerated (one embedding row moved by 1e-6), fingerprint left as it was:
+    the personality bundle no longer consumes this encoder's outputs (issue 13, class 4)."""
+    from golden.store import read_golden, write_golden
+
+    encoder, personality = copy_bundle("encoder_v1"), copy_bundle("personality_v1")
+    golden = read_golden(encoder / "golden")
+    golden.tensors["embedding"][5, :3] += 1e-6
+    info = {k: v for k, v in golden.info.items() if k != "golden_format"}
+    write_golden(encoder / "golden", golden.tensors, info)
+    rehash_manifest(encoder)
+    report = tmp_path / "r.json"
+    code, out, _ = run_verify(capsys, encoder, personality, "--no-numerics", "--json", report)
+    assert code == 1 and failing_checks(report) == {"encoder-pinning"}, out[-2000:]
+    checks = [c for b in json.loads(report.read_text())["bundles"] for c in b["checks"]]
+    assert "in 1 of 80 rows" in next(c["message"] for c in checks if c["name"] == "encoder-pinning")
+
+
+@pytest.mark.parametrize("mutate", [swap_vocabulary, swap_golden_texts], ids=["vocabulary", "golden-texts"])
+def test_tokenizer_must_reproduce_the_golden_inputs(copy_bundle, capsys, tmp_path, mutate):
+    """Issue 13, class 3: two vocabulary entries swapped in both tokenizer files, or two golden
+    texts swapped; the tokenizer check re-tokenizes the golden texts and names the rows."""
+    bundle = copy_bundle("encoder_v1")
+    mutate(bundle)
+    rehash_manifest(bundle)
+    verify_fails_with(capsys, tmp_path, bundle, "tokenizer", "--no-numerics")
+    report = json.loads((tmp_path / "report.json").read_text())
+    message = next(c["message"] for c in report["bundles"][0]["checks"] if c["name"] == "tokenizer")
+    assert "re-tokenizing the golden texts gives other input_ids" in message
+    if mutate is swap_vocabulary:
+        assert "tokenizer/vocab.txt is not the published file" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "artifact", "key", "edit"),
+    [
+        ("encoder_v1", "encoder_v1.int8.onnx", "onnx-int8", "scales"),
+        ("personality_v1", "personality_v1.int8.onnx", "onnx-int8", "weights"),
+        ("encoder_v1", "encoder_v1.int8.mlpackage", "coreml-int8", "int8"),
+    ],
+)
+def test_edits_smaller_than_the_variants_error_change_its_content(
+    copy_bundle, capsys, tmp_path, name, artifact, key, edit
+):
+    """Issue 13, class 1: a 1e-3 change of the int8 encoder's weight scales, the int8 head
+    perturbed by 1e-3, one int8 Core ML weight 25 -> -127: all inside the fp32-golden bounds,
+    all caught by the content hash the build recorded."""
+    bundle = copy_bundle(name)
+    path = bundle / artifact
+    if edit == "scales":
+        perturb_onnx_initializer(path, "/weight_scale", 1e-3)
+    elif edit == "weights":
+        edit_onnx_initializer(path, "/weight_scale", lambda v: v * (1 + 1e-3))
+    else:
+        blob = next(path.rglob("weight.bin"))
+        data = bytearray(blob.read_bytes())
+        position = data.index(bytes([25]), 4096)
+        data[position] = 0x81  # int8 -127
+        blob.write_bytes(bytes(data))
+    rehash_manifest(bundle)
+    failures = verify_fails_with(capsys, tmp_path, bundle, f"{key}/content", "--no-numerics")
+    assert f"{key}/content" in failures

@@ -222,28 +222,35 @@ def run_audit(
     """Stream ``blocks`` (lists of texts) through the plan; one CheckResult per entry."""
     from verify.encode import token_batches
 
-    encoders = {
-        k: Entry(f"audit/{k}[{plan.embedding_output}]", plan.encoder_bounds.get(k, {}))
-        for k in plan.encoders
-        if k != REFERENCE
-    }
-    for entry in encoders.values():
-        entry.cosine = CosineStats()
-        entry.decisions = DecisionStats() if plan.personality else None
-    personalities = {
-        k: Entry(f"audit/{k}[{plan.logits_output}]", plan.personality_bounds.get(k, {}))
-        for k in plan.personalities
-        if k != REFERENCE
-    }
-    for entry in personalities.values():
-        entry.decisions = DecisionStats()
-    pipelines = {
-        combo: Entry(f"audit/pipeline/{combination_key(combo)}[{plan.logits_output}]", bounds)
-        for combo, bounds in plan.combinations.items()
-        if combo != (REFERENCE, REFERENCE)
-    }
-    for entry in pipelines.values():
-        entry.cosine, entry.decisions = CosineStats(), DecisionStats()
+    def entries(keys, name: Callable, bounds: Callable, cosine: bool, decisions: bool) -> dict:
+        made = {}
+        for key in keys:
+            made[key] = Entry(name(key), bounds(key))
+            made[key].cosine = CosineStats() if cosine else None
+            made[key].decisions = DecisionStats() if decisions else None
+        return made
+
+    encoders = entries(
+        [k for k in plan.encoders if k != REFERENCE],
+        lambda k: f"audit/{k}[{plan.embedding_output}]",
+        lambda k: plan.encoder_bounds.get(k, {}),
+        cosine=True,
+        decisions=plan.personality is not None,
+    )
+    personalities = entries(
+        [k for k in plan.personalities if k != REFERENCE],
+        lambda k: f"audit/{k}[{plan.logits_output}]",
+        lambda k: plan.personality_bounds.get(k, {}),
+        cosine=False,
+        decisions=True,
+    )
+    pipelines = entries(
+        [c for c in plan.combinations if c != (REFERENCE, REFERENCE)],
+        lambda c: f"audit/pipeline/{combination_key(c)}[{plan.logits_output}]",
+        lambda c: plan.combinations[c],
+        cosine=True,
+        decisions=True,
+    )
     seen, reference_seconds = 0, 0.0
     for texts in blocks:
         batches = token_batches(tokenizer, texts, batch_size)

@@ -33,19 +33,60 @@ class Bundle:
 
 
 def inside(root: Path, relative: str) -> Path:
+    """``root / relative`` if it stays inside ``root`` and, where it exists, is a regular file or a
+    directory of regular files: a FIFO, socket or device would hang or mislead whoever opens it."""
     candidate = Path(relative)
     if candidate.is_absolute() or ".." in candidate.parts or not relative:
         raise ValueError(f"path {relative!r} escapes the bundle")
-    resolved = (root / candidate).resolve()
-    if resolved != root.resolve() and root.resolve() not in resolved.parents:
+    try:
+        resolved = (root / candidate).resolve()
+        base = root.resolve()
+    except (RuntimeError, OSError) as exc:  # "Symlink loop", permission, name too long
+        raise ValueError(f"path {relative!r} cannot be resolved ({exc})") from None
+    if resolved != base and base not in resolved.parents:
         raise ValueError(f"path {relative!r} resolves outside the bundle (symlink?)")
+    special = special_files(root / candidate)
+    if special:
+        raise ValueError(f"{special[0]} is not a regular file or directory")
     return root / candidate
 
 
+def special_files(path: Path) -> list[str]:
+    """Entries at or under ``path`` that are neither regular files nor directories (FIFOs,
+    sockets, devices); none when ``path`` does not exist. Never opens anything."""
+    import os
+    import stat
+
+    def is_special(entry: Path) -> bool:
+        try:
+            mode = os.stat(entry).st_mode  # follows symlinks: what a reader would open
+        except OSError:
+            return False
+        return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+    if not path.exists() and not path.is_symlink():
+        return []
+    if is_special(path):
+        return [path.name]
+    if path.is_dir():
+        return [
+            entry.relative_to(path.parent).as_posix()
+            for entry in sorted(path.rglob("*"))
+            if is_special(entry)
+        ]
+    return []
+
+
 def read_json(path: Path) -> Any:
+    special = special_files(path)
+    if special:
+        raise ValueError(f"{special[0]} is not a regular file")
     if path.stat().st_size > MAX_JSON_BYTES:
         raise ValueError(f"{path.name} is larger than {MAX_JSON_BYTES >> 20} MiB")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply to be a bundle file") from None
 
 
 def open_bundle(root: Path) -> Bundle:

@@ -251,15 +251,19 @@ def _self_test(paths: list[Path]) -> int:
     for outcome in result.outcomes:
         status = "[green]caught[/]" if outcome.caught else "[bold red]survived[/]"
         if outcome.caught and not outcome.caught_as_expected:
-            status = "[yellow]caught (other check)[/]"
+            status = "[bold red]caught by another check[/]"
         detail = outcome.error or ", ".join(outcome.failing)
         table.add_row(
             outcome.mutant.name, outcome.mutant.contract, outcome.mutant.expected, status, escape(detail)
         )
     console.print(table)
     caught = sum(o.caught for o in result.outcomes)
+    expected = sum(o.caught_as_expected for o in result.outcomes)
     clean = "pass" if not any(r.failed for r in result.clean) else "FAIL"
-    console.print(f"self-test: {caught}/{len(result.outcomes)} mutants caught; clean bundles {clean}")
+    console.print(
+        f"self-test: {caught}/{len(result.outcomes)} mutants caught, {expected} by the check meant for them; "
+        f"clean bundles {clean}"
+    )
     return EXIT_OK if result.passed else EXIT_VIOLATION
 
 

@@ -62,6 +62,11 @@ METRICS: dict[str, Metric] = {
         "<=", lambda a, e: float(np.mean((a > 0) != (e > 0))), "share of sigmoid decisions at 0.5 flipped"
     ),
     "top10_overlap": Metric(">=", _top_k_overlap, "mean overlap of the 10 highest logits"),
+    "max_norm_error": Metric(
+        "<=",
+        lambda a, e: float(np.abs(np.linalg.norm(a.astype(np.float64), axis=1) - 1.0).max()),
+        "largest deviation of a row's L2 norm from 1 (unit_norm outputs)",
+    ),
 }
 
 #: Statistics shown for every output whatever its bounds.

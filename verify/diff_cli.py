@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         report = diff_bundles(old, new, old_golden, new_golden, args.artifact)
     except (UnusableInput, ValueError, OSError) as exc:
         return _error(str(exc))
+    except Exception as exc:  # the runtime refused an artifact (truncated file, unsupported op, ...)
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        return _error(f"cannot run {args.artifact}: {type(exc).__name__}: {first_line}")
     _print(report)
     code = EXIT_CODES[report.verdict]
     try:

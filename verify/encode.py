@@ -32,7 +32,9 @@ def load_tokenizer(bundle: Path):
     """
     from tokenizers import Tokenizer
 
-    path = Path(bundle) / TOKENIZER_FILE
+    from verify.bundle import inside
+
+    path = inside(Path(bundle), TOKENIZER_FILE.as_posix())  # refuses a FIFO or a path out
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not an encoder bundle (no tokenizer)")
     tokenizer = Tokenizer.from_file(str(path))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.hashing import tree_sha256
+from contracts.hashing import artifact_content_sha256, tree_sha256
 from golden.store import INFO_FILE
 
 _BLOB_SENTINEL = 0xDEADBEEF
@@ -21,11 +21,15 @@ _BLOB_DTYPES = {1: np.float16, 2: np.float32}  # MIL blob storage data types
 _SPEC = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
 
 
-def rehash_manifest(bundle: Path) -> None:
-    """Recompute the manifest's file table from what is on disk."""
+def rehash_manifest(bundle: Path, contents: bool = False) -> None:
+    """Recompute the manifest's file table from what is on disk, as a careless rebuild would;
+    with ``contents``, each artifact's content_sha256 too, as a careful one would."""
     path = bundle / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["files"] = {k: v for k, v in tree_sha256(bundle).items() if k != "manifest.json"}
+    if contents:
+        for entry in manifest.get("artifacts", {}).values():
+            entry["content_sha256"] = artifact_content_sha256(bundle / entry["path"])
     path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
@@ -118,6 +122,22 @@ def drop_final_l2(path: Path, output: str) -> None:
     _edit_onnx(path, edit)
 
 
+def scale_onnx_output(path: Path, output: str, factor: float) -> None:
+    """Multiply graph output ``output`` by ``factor``: rows no longer unit-norm, directions kept."""
+    from onnx import helper, numpy_helper
+
+    def edit(model) -> None:
+        producer = next(n for n in model.graph.node if output in n.output)
+        unscaled = f"{output}/unscaled"
+        producer.output[list(producer.output).index(output)] = unscaled
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.array(factor, np.float32), f"{output}/factor")
+        )
+        model.graph.node.append(helper.make_node("Mul", [unscaled, f"{output}/factor"], [output]))
+
+    _edit_onnx(path, edit)
+
+
 def signed_onnx_weights(path: Path) -> None:
     """Store every uint8 integer-GEMM weight as signed int8 (codes - zero point), zero point 0: the
     same values, but u8s8 math, which saturates on x86 CPUs without VNNI."""
@@ -155,6 +175,28 @@ def swap_tokens(bundle: Path) -> None:
     tokens = json.loads(path.read_text())
     tokens[0], tokens[1] = tokens[1], tokens[0]
     path.write_text(json.dumps(tokens))
+
+
+def swap_vocabulary(bundle: Path, first: str = "cat", second: str = "dog") -> None:
+    """Swap two WordPiece entries in tokenizer.json and vocab.txt: a consistent tokenizer, but
+    another tokenization (texts with those words get each other's ids)."""
+    path = bundle / "tokenizer" / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    lines_path = bundle / "tokenizer" / "vocab.txt"
+    lines = lines_path.read_text(encoding="utf-8").split("\n")
+    a, b = lines.index(first), lines.index(second)
+    lines[a], lines[b] = lines[b], lines[a]
+    lines_path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def swap_golden_texts(bundle: Path, first: int = 1, second: int = 2) -> None:
+    path = bundle / "golden" / INFO_FILE
+    info = json.loads(path.read_text())
+    info["texts"][first], info["texts"][second] = info["texts"][second], info["texts"][first]
+    path.write_text(json.dumps(info))
 
 
 def stale_golden(bundle: Path) -> None:
@@ -277,6 +319,17 @@ MUTANTS: tuple[Mutant, ...] = (
         only=("onnx-fp16",),
     ),
     Mutant("stale golden", "personality_v1", "golden", stale_golden, numerics=False),
+    Mutant(
+        "tokenizer vocabulary entries swapped", "encoder_v1", "tokenizer", swap_vocabulary, numerics=False
+    ),
+    Mutant("golden texts swapped", "encoder_v1", "tokenizer", swap_golden_texts, numerics=False),
+    Mutant(
+        "embedding rows not unit norm (x 1.00002)",
+        "encoder_v1",
+        "onnx-fp32/numerics[embedding]",
+        _in("encoder_v1.fp32.onnx", lambda p: scale_onnx_output(p, "embedding", 1 + 2e-5)),
+        only=("onnx-fp32",),
+    ),
     Mutant(
         "tampered manifest hash", "encoder_v1", "manifest", tamper_manifest_hash, numerics=False, rehash=False
     ),

@@ -30,27 +30,32 @@ class StageInput:
     runs: dict[str, RunsByBatch]  # artifact key -> outputs on the goldens already computed
 
 
-def reference_problems(pipeline: PipelineContract, stages: list[StageInput]) -> list[str]:
+def reference_problems(pipeline: PipelineContract, goldens: list[Golden]) -> list[str]:
     """The last stage's goldens must start with the first stage's golden texts, fed with exactly
     the previous stage's golden outputs (bit-identical on a consistent pair of bundles)."""
     problems = []
-    first = stages[0].golden
+    first = goldens[0]
     texts = first.info.get("texts")
-    for spec, stage in zip(pipeline.stages[1:], stages[1:], strict=True):
-        if stage.golden.info.get("texts", [])[: len(texts or [])] != texts or not texts:
+    for spec, golden in zip(pipeline.stages[1:], goldens[1:], strict=True):
+        if golden.info.get("texts", [])[: len(texts or [])] != texts or not texts:
             problems.append(
                 f"{spec.contract} goldens were not made on {pipeline.stages[0].contract}'s golden texts"
             )
-    previous = first
-    for before, spec, stage in zip(pipeline.stages, pipeline.stages[1:], stages[1:], strict=False):
+    for before, spec, previous, golden in zip(
+        pipeline.stages, pipeline.stages[1:], goldens, goldens[1:], strict=False
+    ):
         produced = previous.tensors[before.produces]
-        consumed = stage.golden.tensors[spec.consumes or ""][: len(produced)]
+        consumed = golden.tensors[spec.consumes or ""][: len(produced)]
         if consumed.shape != produced.shape or not np.array_equal(consumed, produced):
-            problems.append(
-                f"{spec.contract} golden {spec.consumes} is not {before.contract}'s golden "
-                f"{before.produces}: the bundles were built from different encoders"
+            rows = (
+                len(produced)
+                if consumed.shape != produced.shape
+                else int((consumed != produced).any(axis=1).sum())
             )
-        previous = stage.golden
+            problems.append(
+                f"{spec.contract} golden {spec.consumes} differs from {before.contract}'s golden "
+                f"{before.produces} in {rows} of {len(produced)} rows: built from another encoder"
+            )
     return problems
 
 

@@ -11,6 +11,7 @@ from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
     bundle_facts,
+    check_content,
     check_contract,
     check_encoder_fingerprint,
     check_golden_freshness,
@@ -21,6 +22,7 @@ from verify.checks.integrity import (
 from verify.checks.numerics import RunsByBatch, check_numerics
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
+from verify.checks.tokenizer import check_tokenizer
 from verify.checks.updatable import KEY as UPDATABLE_KEY
 from verify.checks.updatable import check_updatable
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
@@ -74,6 +76,8 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
     golden, golden_check = load_golden(bundle)
     report.golden = golden
     checks.append(golden_check)
+    if contract.tokenizer is not None:
+        checks.append(check_tokenizer(bundle, golden))
     checks.append(check_golden_freshness(bundle))
     facts, fact_problems = bundle_facts(bundle)
     if fact_problems:
@@ -92,8 +96,14 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
             continue
         structure = (check_coreml if artifact.format == "coreml" else check_onnx)(key, contract, path, facts)
         checks.extend(structure)
-        fp32 = contract.artifact(f"{artifact.format}-fp32").filename
-        checks.append(check_size(artifact, path, bundle.path(fp32)))
+        checks.append(check_content(bundle, key, path))
+        try:
+            fp32_path: Path | None = bundle.path(contract.artifact(f"{artifact.format}-fp32").filename)
+        except ValueError:
+            fp32_path = None  # reported by that artifact's own present check
+        size = check_size(artifact, path, fp32_path)
+        if size is not None:
+            checks.append(size)
         if not options.numerics:
             checks.append(skipped(f"{key}/numerics", "numerics disabled (--no-numerics)"))
         elif golden is None:
@@ -135,7 +145,9 @@ def _updatable(bundle: Bundle, golden, facts: dict[str, str], options: VerifyOpt
         return [failed(f"{UPDATABLE_KEY}/present", str(exc))]
     if not path.exists():
         return [failed(f"{UPDATABLE_KEY}/present", f"{filename} missing")]
-    return check_updatable(bundle, path, facts, golden, options.numerics, options.compute_units)
+    return [check_content(bundle, UPDATABLE_KEY, path)] + check_updatable(
+        bundle, path, facts, golden, options.numerics, options.compute_units
+    )
 
 
 def _numerics(
@@ -156,12 +168,14 @@ def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport
     and every pipeline they form."""
     bundles = [open_bundle(path) for path in paths]
     reports = [verify_bundle(bundle, options) for bundle in bundles]
-    encoders = [b for b in bundles if b.registered.name in _consumed_contracts()]
+    encoders = [(b, r) for b, r in zip(bundles, reports) if b.registered.name in _consumed_contracts()]
     for bundle, report in zip(bundles, reports):
         if not _consumes_an_encoder(bundle):
             continue
         if encoders:
-            report.checks.extend(check_pinning(bundle, encoder) for encoder in encoders)
+            report.checks.extend(
+                _pinning(bundle, report, encoder, encoder_report) for encoder, encoder_report in encoders
+            )
         else:
             report.checks.append(
                 skipped(
@@ -170,6 +184,20 @@ def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport
             )
     reports += _pipelines(bundles, reports, options)
     return reports
+
+
+def _pinning(
+    bundle: Bundle, report: BundleReport, encoder: Bundle, encoder_report: BundleReport
+) -> CheckResult:
+    """Same fingerprint, and the personality goldens' inputs are exactly the encoder's golden outputs."""
+    check = check_pinning(bundle, encoder)
+    pipeline = next(
+        p for p in PIPELINES.values() if p.contracts == (encoder.registered.name, bundle.registered.name)
+    )
+    if check.failed or report.golden is None or encoder_report.golden is None:
+        return check
+    problems = reference_problems(pipeline, [encoder_report.golden, report.golden])
+    return verdict("encoder-pinning", problems, check.message)
 
 
 def _consumed_contracts() -> set[str]:
@@ -207,7 +235,7 @@ def _pipelines(
                 not_checked(pipeline, "a bundle has no usable goldens (see its golden check)")
             )
             continue
-        problems = reference_problems(pipeline, stages)
+        problems = reference_problems(pipeline, [stage.golden for stage in stages])
         report.checks.append(
             verdict(
                 "pipeline/reference",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from contracts import MANIFEST_FORMAT
-from contracts.hashing import encoder_fingerprint, reference_code_sha256, sha256_file, tree_sha256
+from contracts.hashing import (
+    artifact_content_sha256,
+    encoder_fingerprint,
+    reference_code_sha256,
+    sha256_file,
+    tree_sha256,
+)
 from golden.store import Golden, GoldenError, read_golden
-from verify.bundle import MANIFEST_FILE, Bundle
+from verify.bundle import MANIFEST_FILE, Bundle, read_json
 from verify.result import CheckResult, failed, passed, verdict
 
 
@@ -65,7 +69,7 @@ def load_golden(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
     """Goldens readable, finite, shaped by the contract and made for this bundle's weights."""
     try:
         golden = read_golden(bundle.path("golden"))
-    except GoldenError as exc:
+    except (GoldenError, ValueError) as exc:  # ValueError: a path that is no regular file
         return None, failed("golden", str(exc))
     problems = []
     for spec in (*bundle.registered.inputs, *bundle.registered.outputs):
@@ -170,8 +174,26 @@ def bundle_facts(bundle: Bundle) -> tuple[dict[str, str], list[str]]:
             facts[key] = value
     if any(m.source == "tokens" for m in bundle.registered.metadata):
         try:
-            tokens = json.loads(bundle.path("personality-tokens.json").read_text(encoding="utf-8"))
+            tokens = read_json(bundle.path("personality-tokens.json"))
             facts["tokens"] = ",".join(tokens)
         except (OSError, ValueError, TypeError) as exc:
             problems.append(f"personality-tokens.json unreadable: {exc}")
     return facts, problems
+
+
+def check_content(bundle: Bundle, key: str, path) -> CheckResult:
+    """The artifact computes what was built: its content hash (Core ML: the Model proto without
+    conversion dates, and the weight files; ONNX: the file) equals the manifest's record. Catches
+    an edit followed by a careless rehash of the manifest's file table, however small the edit."""
+    recorded = ((bundle.manifest or {}).get("artifacts") or {}).get(key, {}).get("content_sha256")
+    try:
+        actual = artifact_content_sha256(path)
+    except Exception as exc:  # an unreadable Model proto; its structure check says more
+        return failed(f"{key}/content", f"cannot hash the content: {type(exc).__name__}: {str(exc)[:200]}")
+    if actual != recorded:
+        return failed(
+            f"{key}/content",
+            f"content sha256 {actual[:16]} is not the built artifact's {str(recorded)[:16]}: "
+            "changed after the build",
+        )
+    return passed(f"{key}/content", actual[:16])

@@ -164,7 +164,7 @@ def load_personalization(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
     name = "personalization-golden"
     try:
         golden = read_golden(bundle.path("golden"), PERSONALIZATION_STEM, same_rows=False)
-    except GoldenError as exc:
+    except (GoldenError, ValueError) as exc:  # ValueError: a path that is no regular file
         return None, failed(name, str(exc))
     training = bundle.registered.training
     problems = []
