@@ -20,7 +20,7 @@ from contracts import ENCODER_V1, MANIFEST_FORMAT, PERSONALITY_V1, ArtifactSpec,
 from contracts.environment import package_versions
 from contracts.hashing import artifact_content_sha256, sha256_file, tree_sha256
 from converters.atomic import staged_directory
-from converters.recipes import coreml_int8_float_weights
+from converters.recipes import coreml_int8_float_weights, onnx_int8_recipe
 from golden.generate import encoder_golden, load_corpus, personality_golden, personalization_golden
 from golden.store import PERSONALIZATION_STEM, write_golden
 from reference.encoder import TOKENIZER_FILES, LoadedEncoder, load_encoder
@@ -102,10 +102,8 @@ def _write_artifact(
             export_onnx(module, contract, example, source, metadata)
         if artifact.precision == "fp16":
             onnx_quantize.convert_onnx_fp16(source, target)
-        elif contract.name == "encoder_v1":
-            onnx_quantize.quantize_encoder_int8(source, target)
         else:
-            onnx_quantize.quantize_personality_int8(source, target)
+            onnx_int8_recipe(contract)(source, target)
     else:
         raise ValueError(f"unknown artifact format {artifact.format!r}")
 

@@ -17,3 +17,17 @@ def coreml_int8_float_weights(contract_name: str, module: torch.nn.Module) -> tu
         weights.append(module.head.projection.weight)
         return tuple(w.detach().numpy() for w in weights)
     return ()
+
+
+def onnx_int8_recipe(contract):
+    """The ONNX int8 quantizer of each model (docs/QUANTIZATION.md): ``recipe(fp32_path, out_path)``."""
+    from contracts import ENCODER_V1, PERSONALITY_V1
+    from converters import onnx_quantize
+
+    recipes = {
+        ENCODER_V1.name: onnx_quantize.quantize_encoder_int8,
+        PERSONALITY_V1.name: onnx_quantize.quantize_personality_int8,
+    }
+    if contract.name not in recipes:
+        raise ValueError(f"no ONNX int8 recipe for {contract.name}")
+    return recipes[contract.name]

@@ -69,7 +69,7 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
     checks = report.checks
     checks.append(check_contract(bundle))
     checks.append(check_manifest(bundle))
-    if contract.name == "encoder_v1":
+    if contract.name in _consumed_contracts():  # its embedding space is pinned by others
         checks.append(check_encoder_fingerprint(bundle))
     if contract.name in options.weight_pins or (options.tokens_pin and _has_tokens(contract)):
         checks.append(check_project_pins(bundle, options.weight_pins.get(contract.name), options.tokens_pin))

@@ -118,9 +118,8 @@ def regenerate_hint(bundle: Bundle) -> str:
     sources = manifest.get("sources") or {}
     command = f"build-contract {bundle.root.parent} --model {bundle.name} --seed {manifest.get('seed', 0)}"
     if sources.get("demo_weights") is False:
-        flag = "--encoder-weights" if bundle.name == "encoder_v1" else "--personality-weights"
         recorded = sources.get("weights_file_sha256") or "?"
-        command += f" {flag} FILE (sha256 {str(recorded)[:16]}…)"
+        command += f" --project FILE (its [weights.{bundle.name}] sha256 {str(recorded)[:16]}…)"
     return f"regenerate with `{command}`"
 
 
