@@ -160,6 +160,7 @@ CASES: list[tuple[str, str, dict, object]] = [
         {"x": X, "axis": np.int32(-1), "keep_dims": True},
         _np(lambda x: torch.argmax(x, -1, keepdim=True))(X),
     ),
+    ("reduce_argmin", "axis", {"x": X, "axis": np.int32(1)}, _np(lambda x: torch.argmin(x, 1))(X)),
 ]
 
 W = _f32(5, 4)
@@ -232,6 +233,9 @@ CASES += [
     ("expand_dims", "mid", {"x": X, "axes": np.array([2], np.int32)}, X.reshape(2, 3, 1, 4)),
     ("squeeze", "axes", {"x": X[:, :1], "axes": np.array([1], np.int32)}, X[:, 0]),
     ("squeeze", "all", {"x": X[:1, :, :1]}, X[0, :, 0]),
+    # MIL keeps a listed axis whose size is not 1 (iOS15 squeeze type inference)
+    ("squeeze", "non_1_axis", {"x": X[:1], "axes": np.array([0, 1], np.int32)}, X[0]),
+    ("identity", "plain", {"x": X}, X),
     ("concat", "axis1", {"values": (X, Y[:, :2]), "axis": np.int32(1)}, np.concatenate([X, Y[:, :2]], 1)),
     (
         "concat",

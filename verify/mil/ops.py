@@ -354,15 +354,21 @@ for _name, _fn in {
     register(_name)(_reduction(_fn))
 
 
-@register("reduce_argmax")
-def reduce_argmax(
-    ctx: OpContext, x: np.ndarray, axis: Any = -1, keep_dims: Any = False, output_dtype: str = "int32"
-) -> np.ndarray:
-    a = _axis(axis, x.ndim)
-    res = np.argmax(x, axis=a)
-    if keep_dims:
-        res = np.expand_dims(res, a)
-    return res.astype(string_to_nptype(output_dtype))
+def _arg_reduction(fn: Callable[..., np.ndarray]) -> OpFn:
+    def reduce(
+        ctx: OpContext, x: np.ndarray, axis: Any = -1, keep_dims: Any = False, output_dtype: str = "int32"
+    ) -> np.ndarray:
+        a = _axis(axis, x.ndim)
+        res = fn(x, axis=a)
+        if keep_dims:
+            res = np.expand_dims(res, a)
+        return res.astype(string_to_nptype(output_dtype))
+
+    return reduce
+
+
+register("reduce_argmax")(_arg_reduction(np.argmax))
+register("reduce_argmin")(_arg_reduction(np.argmin))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +509,17 @@ def expand_dims(ctx: OpContext, x: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 @register("squeeze", upcast=False)
 def squeeze(ctx: OpContext, x: np.ndarray, axes: np.ndarray | None = None) -> np.ndarray:
-    return np.squeeze(x, axis=_axes(axes, x.ndim))
+    """As MIL's type inference: of the given axes, only those of size 1 are removed."""
+    chosen = _axes(axes, x.ndim)
+    if chosen is None:
+        return np.squeeze(x)
+    return np.squeeze(x, axis=tuple(a for a in chosen if x.shape[a] == 1))
+
+
+@register("identity", upcast=False)
+def identity(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    """ct.convert inserts it where an output comes straight from a const or an input."""
+    return x
 
 
 @register("concat", upcast=False)
