@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -29,11 +31,27 @@ def tree_sha256(root: Path) -> dict[str, str]:
     }
 
 
-def encoder_fingerprint(minilm_sha256: str, tokenizer_hashes: dict[str, str], head_sha256: str) -> str:
-    """One hash naming encoder_v1's embedding space: MiniLM weights, tokenizer files, head weights."""
-    lines = [f"minilm/model.safetensors {minilm_sha256}"]
-    lines += [f"tokenizer/{name} {tokenizer_hashes[name]}" for name in sorted(tokenizer_hashes)]
-    lines.append(f"head {head_sha256}")
+def weights_digest(tensors: Iterable[Any]) -> str:
+    """A hash of a model's float weights that an exporter cannot change: per tensor of two or more
+    elements, its float32 values sorted and its sorted shape (so a transposed or renamed copy, as
+    ONNX export makes of Linear weights, hashes the same); the tensor hashes sorted."""
+    import numpy as np
+
+    digests = []
+    for tensor in tensors:
+        array = np.asarray(tensor)
+        if array.dtype.kind != "f" or array.size < 2:
+            continue
+        values = np.sort(array.astype(np.float32, copy=False).ravel())
+        digests.append(hashlib.sha256(values.tobytes() + repr(sorted(array.shape)).encode()).hexdigest())
+    return sha256_text("\n".join(sorted(digests)) + "\n")
+
+
+def encoder_fingerprint(tokenizer_hashes: dict[str, str], weights: str) -> str:
+    """One hash naming an embedding space: the tokenizer files and the :func:`weights_digest` of
+    every weight (MiniLM and head). The verifier recomputes it from the fp32 artifact's content."""
+    lines = [f"tokenizer/{name} {tokenizer_hashes[name]}" for name in sorted(tokenizer_hashes)]
+    lines.append(f"weights {weights}")
     return sha256_text("\n".join(lines) + "\n")
 
 

@@ -2,7 +2,6 @@
 
 from contracts.encoder_v1 import BATCH, EMBEDDING_DIM
 from contracts.schema import (
-    ArtifactSpec,
     Bound,
     Contract,
     Dim,
@@ -11,6 +10,8 @@ from contracts.schema import (
     OutputTolerance,
     TensorSpec,
     UpdatableParameter,
+    self_bounds,
+    standard_artifacts,
 )
 
 VOCAB_SIZE = 325
@@ -96,6 +97,17 @@ TRAINING = OnDeviceTraining(
 )
 UPDATABLE = TRAINING.updatable
 
+# Self-goldens in another environment: largest measured difference (as for encoder_v1), ~3x.
+# fp16 logits near 2 differ by one fp16 ulp (9.77e-4) where an fp32 sum rounds the other way.
+_SELF = {
+    "coreml-fp32": self_bounds(logits=(3e-6, 9.54e-7)),
+    "coreml-fp16": self_bounds(logits=(3e-3, 9.77e-4)),
+    "coreml-int8": self_bounds(logits=(3e-3, 9.77e-4)),
+    "onnx-fp32": self_bounds(logits=(2e-6, 6.56e-7)),
+    "onnx-fp16": self_bounds(logits=(1.5e-3, 4.15e-4)),
+    "onnx-int8": self_bounds(logits=(1e-4, 3.09e-5)),
+}
+
 PERSONALITY_V1 = Contract(
     name="personality_v1",
     version="1.0.0",
@@ -129,19 +141,17 @@ PERSONALITY_V1 = Contract(
         MetadataField("encoder_fingerprint", source="encoder_fingerprint"),
     ),
     training=TRAINING,
-    artifacts=(
-        ArtifactSpec("coreml", "fp32", "personality_v1.fp32.mlpackage", _FP32_COREML),
-        ArtifactSpec("coreml", "fp16", "personality_v1.fp16.mlpackage", _FP16_COREML, max_size_ratio=0.55),
-        ArtifactSpec(
-            "coreml",
-            "int8",
-            "personality_v1.int8.mlpackage",
-            _INT8_COREML,
-            max_size_ratio=0.30,
-            compute_precision="fp16",
-        ),
-        ArtifactSpec("onnx", "fp32", "personality_v1.fp32.onnx", _FP32_ONNX),
-        ArtifactSpec("onnx", "fp16", "personality_v1.fp16.onnx", _FP16_ONNX, max_size_ratio=0.55),
-        ArtifactSpec("onnx", "int8", "personality_v1.int8.onnx", _INT8_ONNX, max_size_ratio=0.35),
+    artifacts=standard_artifacts(
+        "personality_v1",
+        {
+            "coreml-fp32": _FP32_COREML,
+            "coreml-fp16": _FP16_COREML,
+            "coreml-int8": _INT8_COREML,
+            "onnx-fp32": _FP32_ONNX,
+            "onnx-fp16": _FP16_ONNX,
+            "onnx-int8": _INT8_ONNX,
+        },
+        _SELF,
+        {"coreml-fp16": 0.55, "coreml-int8": 0.30, "onnx-fp16": 0.55, "onnx-int8": 0.35},
     ),
 )

@@ -63,6 +63,13 @@ class OutputTolerance:
     bounds: tuple[Bound, ...]
 
 
+def self_bounds(**per_output: tuple[float, float]) -> tuple[OutputTolerance, ...]:
+    """Self-golden bounds for another environment: output=(max_abs limit, largest measured)."""
+    return tuple(
+        OutputTolerance(name, (Bound("max_abs", limit, seen),)) for name, (limit, seen) in per_output.items()
+    )
+
+
 @dataclass(frozen=True)
 class ArtifactSpec:
     """One deliverable file of a bundle: a format at a precision."""
@@ -73,6 +80,8 @@ class ArtifactSpec:
     tolerances: tuple[OutputTolerance, ...]
     max_size_ratio: float | None = None  # size budget relative to the same format's fp32
     compute_precision: str | None = None  # Core ML compute precision when it differs from `precision`
+    #: Bounds against the artifact's own build-time outputs (self-goldens), from run-to-run noise.
+    self_tolerances: tuple[OutputTolerance, ...] = ()
 
     @property
     def key(self) -> str:
@@ -80,6 +89,35 @@ class ArtifactSpec:
 
     def tolerance_for(self, output: str) -> OutputTolerance | None:
         return next((t for t in self.tolerances if t.output == output), None)
+
+    def self_tolerance_for(self, output: str) -> OutputTolerance | None:
+        return next((t for t in self.self_tolerances if t.output == output), None)
+
+
+def standard_artifacts(
+    model: str,
+    tolerances: dict[str, tuple[OutputTolerance, ...]],
+    self_tolerances: dict[str, tuple[OutputTolerance, ...]],
+    size_ratios: dict[str, float],
+) -> tuple[ArtifactSpec, ...]:
+    """Core ML and ONNX at fp32, fp16 and int8, named ``<model>.<precision>.<extension>``; the
+    Core ML int8 program computes in fp16. Arguments are keyed by artifact key (``onnx-int8``)."""
+    artifacts = []
+    for fmt, extension in (("coreml", "mlpackage"), ("onnx", "onnx")):
+        for precision in ("fp32", "fp16", "int8"):
+            key = f"{fmt}-{precision}"
+            artifacts.append(
+                ArtifactSpec(
+                    fmt,
+                    precision,
+                    f"{model}.{precision}.{extension}",
+                    tolerances[key],
+                    max_size_ratio=size_ratios.get(key),
+                    compute_precision="fp16" if key == "coreml-int8" else None,
+                    self_tolerances=self_tolerances.get(key, ()),
+                )
+            )
+    return tuple(artifacts)
 
 
 @dataclass(frozen=True)
@@ -172,6 +210,12 @@ class Contract:
     training: OnDeviceTraining | None = None
     tokenizer: TokenizerSpec | None = None
     golden_batch_sizes: tuple[int, ...] = (1, 7, 64)
+    #: The artifact whose weights the fingerprint is recomputed from (contracts others consume).
+    fingerprint_from: str | None = None
+    self_golden_rows: int = 8  # golden rows each artifact records its own outputs on (batch 1)
+    #: Self-goldens verified where they were recorded (same backend, versions and CPU kernels):
+    #: repeated runs and 1, 2 or 4 threads gave identical outputs (docs/TOLERANCES.md).
+    self_golden_exact: Bound = Bound("max_abs", 1e-6, 0.0)
     coreml: CoreMLTarget = field(default_factory=CoreMLTarget)
     onnx: OnnxTarget = field(default_factory=OnnxTarget)
 
@@ -223,6 +267,9 @@ class Contract:
                 training=_training(data["training"]) if data.get("training") else None,
                 tokenizer=_tokenizer(data["tokenizer"]) if data.get("tokenizer") else None,
                 golden_batch_sizes=tuple(data["golden_batch_sizes"]),
+                fingerprint_from=data.get("fingerprint_from"),
+                self_golden_rows=data.get("self_golden_rows", 8),
+                self_golden_exact=Bound(**data.get("self_golden_exact", asdict(Contract.self_golden_exact))),
                 coreml=CoreMLTarget(**data["coreml"]),
                 onnx=OnnxTarget(**data["onnx"]),
             )
@@ -306,6 +353,7 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
         tolerances=_tolerances(data["tolerances"]),
         max_size_ratio=data.get("max_size_ratio"),
         compute_precision=data.get("compute_precision"),
+        self_tolerances=_tolerances(data.get("self_tolerances", [])),
     )
 
 

@@ -22,11 +22,12 @@ from contracts.hashing import artifact_content_sha256, sha256_file, tree_sha256
 from converters.atomic import staged_directory
 from converters.recipes import coreml_int8_float_weights, onnx_int8_recipe
 from golden.generate import encoder_golden, load_corpus, personality_golden, personalization_golden
-from golden.store import PERSONALIZATION_STEM, write_golden
+from golden.store import PERSONALIZATION_STEM, read_golden, write_golden
 from reference.encoder import TOKENIZER_FILES, LoadedEncoder, load_encoder
 from reference.personality import LoadedPersonality, load_personality
 from reference.tokens import load_tokens
 from reference.version import reference_code_sha256
+from verify.records import record_artifact
 
 _INTERMEDIATE = ".intermediate"  # files needed during the build only; removed before the manifest
 #: Hashed once, when the reference code is imported: goldens and manifest record the code that ran.
@@ -110,6 +111,7 @@ def _write_artifact(
 
 def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], extra: dict) -> None:
     shutil.rmtree(staging / _INTERMEDIATE, ignore_errors=True)
+    _record_artifacts(staging, contract)
     files = tree_sha256(staging)
     entries = [(a.key, a.filename) for a in contract.artifacts]
     if contract.training:
@@ -137,6 +139,14 @@ def _write_manifest(staging: Path, contract: Contract, facts: dict[str, str], ex
         **extra,
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def _record_artifacts(staging: Path, contract: Contract) -> None:
+    """What the verifier derives again from each artifact: graph signature and self-goldens."""
+    golden = read_golden(staging / "golden")
+    for artifact in contract.artifacts:
+        if (staging / artifact.filename).exists():
+            record_artifact(staging, contract, artifact, golden)
 
 
 def _write_common(staging: Path, contract: Contract) -> None:
@@ -190,7 +200,7 @@ def build_encoder_bundle(
                 },
             )
 
-        steps.run("contract, tokenizer, manifest", support_files)
+        steps.run("contract, tokenizer, graph signatures, self-goldens, manifest", support_files)
     return final
 
 
@@ -251,7 +261,7 @@ def build_personality_bundle(
                 },
             )
 
-        steps.run("contract, tokens, manifest", support_files)
+        steps.run("contract, tokens, graph signatures, self-goldens, manifest", support_files)
     return final
 
 

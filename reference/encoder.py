@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contracts.hashing import encoder_fingerprint, sha256_file
+from contracts.hashing import encoder_fingerprint, sha256_file, weights_digest
 from reference.errors import ReferenceInputError
 from reference.weights import WeightsProvenance, load_or_demo
 
@@ -92,11 +93,10 @@ class LoadedEncoder:
     head_provenance: WeightsProvenance
     tokenizer_dir: Path
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        return encoder_fingerprint(
-            self.minilm_sha256, self.tokenizer_hashes(), self.head_provenance.state_sha256
-        )
+        weights = weights_digest(t.detach().numpy() for t in self.model.state_dict().values())
+        return encoder_fingerprint(self.tokenizer_hashes(), weights)
 
     def tokenizer_hashes(self) -> dict[str, str]:
         return {name: sha256_file(self.tokenizer_dir / name) for name in TOKENIZER_FILES}

@@ -53,3 +53,39 @@ def copy_bundle(bundles, tmp_path):
         return target
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def verified(bundles, tmp_path_factory):
+    """One full ``verify-contract`` of both default bundles, writing every report format: its exit
+    code, stdout, report files and the BundleReports it made (the self-test reuses them)."""
+    import contextlib
+    import io
+
+    import verify.verifier
+    from verify.cli import main
+
+    out = tmp_path_factory.mktemp("reports")
+    files = {
+        kind: out / name for kind, name in (("json", "r.json"), ("junit", "r.xml"), ("markdown", "r.md"))
+    }
+    files["html"] = out / "r.html"
+    made: list = []
+    real = verify.verifier.verify_paths
+
+    def keep(*args, **kwargs):
+        made.extend(real(*args, **kwargs))
+        return made
+
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
+        patch.setattr(verify.verifier, "verify_paths", keep)  # the CLI imports it at call time
+        flags = [f"--{kind}={path}" for kind, path in files.items()]
+        code = main([str(bundles / "encoder_v1"), str(bundles / "personality_v1"), *flags])
+    return code, stdout.getvalue(), files, made
+
+
+@pytest.fixture
+def reports(verified):
+    code, out, files, _ = verified
+    return code, out, files

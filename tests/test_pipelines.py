@@ -14,6 +14,7 @@ from golden.generate import load_corpus
 from tests.helpers import failing_checks, rehash_manifest, run_verify
 from verify.audit import CosineStats, knn_recall
 from verify.corpus import CorpusError, chunked, count_texts, read_texts
+from verify.mutants import rerecord
 
 PIPELINE = PIPELINES["text_to_personality"]
 
@@ -37,7 +38,8 @@ def degraded_pair(bundles, tmp_path_factory):
     quantize_encoder_int8(
         encoder / "encoder_v1.fp32.onnx", encoder / "encoder_v1.int8.onnx", two_pass="values"
     )
-    rehash_manifest(encoder, contents=True)  # as if built with that recipe
+    rerecord(encoder, "onnx-int8")  # as if built with that recipe
+    rehash_manifest(encoder, contents=True)
     return root
 
 

@@ -16,26 +16,6 @@ from tests.helpers import rehash_manifest, run_verify, verify_fails_with
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def reports(bundles, tmp_path_factory):
-    """One full verification of both default bundles, writing every report format."""
-    import contextlib
-    import io
-
-    from verify.cli import main
-
-    out = tmp_path_factory.mktemp("reports")
-    files = {
-        kind: out / name for kind, name in (("json", "r.json"), ("junit", "r.xml"), ("markdown", "r.md"))
-    }
-    files["html"] = out / "r.html"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        flags = [f"--{kind}={path}" for kind, path in files.items()]
-        code = main([str(bundles / "encoder_v1"), str(bundles / "personality_v1"), *flags])
-    return code, stdout.getvalue(), files
-
-
 def _checks(files) -> list[dict]:
     return [c for b in json.loads(files["json"].read_text())["bundles"] for c in b["checks"]]
 

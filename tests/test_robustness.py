@@ -37,7 +37,7 @@ def _build_until(output: Path, marker: str) -> str:
     return "".join(seen)
 
 
-@pytest.mark.parametrize("marker", ["[2/10]", "[7/10]", "[9/10]"], ids=["first-artifact", "mid", "late"])
+@pytest.mark.parametrize("marker", ["[2/10]", "[9/10]"], ids=["first-artifact", "late"])
 def test_killed_build_keeps_the_previous_bundle(bundles, tmp_path, capsys, marker):
     output = tmp_path / "artifacts"
     shutil.copytree(bundles / "personality_v1", output / "personality_v1")

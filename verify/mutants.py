@@ -18,6 +18,7 @@ from golden.store import INFO_FILE
 
 _BLOB_SENTINEL = 0xDEADBEEF
 _BLOB_DTYPES = {1: np.float16, 2: np.float32}  # MIL blob storage data types
+_BLOB_INTEGER_DTYPES = {3: np.uint8, 4: np.int8, 6: np.int16, 7: np.uint16}
 _SPEC = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
 
 
@@ -31,6 +32,17 @@ def rehash_manifest(bundle: Path, contents: bool = False) -> None:
         for entry in manifest.get("artifacts", {}).values():
             entry["content_sha256"] = artifact_content_sha256(bundle / entry["path"])
     path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def rerecord(bundle: Path, key: str) -> None:
+    """Record artifact ``key``'s graph signature and self-goldens again, as a rebuild with an edited
+    recipe would (then ``rehash_manifest(bundle, contents=True)``)."""
+    from contracts import get_contract
+    from golden.store import read_golden
+    from verify.records import record_artifact
+
+    contract = get_contract(json.loads((bundle / "contract.json").read_text())["name"])
+    record_artifact(bundle, contract, contract.artifact(key), read_golden(bundle / "golden"))
 
 
 def edit_coreml_spec(mlpackage: Path, edit: Callable) -> None:
@@ -61,6 +73,51 @@ def perturb_weight_blob(mlpackage: Path, relative: float, seed: int = 0) -> None
     weights.write_bytes(bytes(data))
 
 
+def edit_coreml_blob(mlpackage: Path, const: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Replace the weight blob of the const (or constexpr input) named ``const`` by
+    ``change(values)``, in place in weights/weight.bin."""
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(mlpackage))
+    function = spec.mlProgram.functions["main"]
+    values = []
+    for op in function.block_specializations[function.opset].operations:
+        if op.type == "const" and op.outputs[0].name == const:
+            values.append(op.attributes["val"])
+        elif op.type.startswith("constexpr_") and op.outputs[0].name == const:
+            values.append(op.attributes["quantized_data"])
+    if not values or values[0].WhichOneof("value") != "blobFileValue":
+        raise ValueError(f"no weight blob named {const!r} in {mlpackage.name}")
+    weights = next(mlpackage.rglob("weight.bin"))
+    data = bytearray(weights.read_bytes())
+    sentinel, dtype_code, size, offset = struct.unpack_from("<IIQQ", data, values[0].blobFileValue.offset)
+    dtype = {**_BLOB_DTYPES, **_BLOB_INTEGER_DTYPES}[dtype_code]
+    array = np.frombuffer(bytes(data[offset : offset + size]), dtype=dtype).copy()
+    data[offset : offset + size] = np.asarray(change(array), dtype).tobytes()
+    weights.write_bytes(bytes(data))
+
+
+def set_first(old: float, new: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Change the first element equal to ``old`` to ``new``."""
+
+    def change(values: np.ndarray) -> np.ndarray:
+        position = int(np.flatnonzero(values == old)[0])
+        values.flat[position] = new
+        return values
+
+    return change
+
+
+def scaled(relative: float, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """Multiply by 1 ± ``relative``, random signs per element."""
+
+    def change(values: np.ndarray) -> np.ndarray:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=values.shape)
+        return values.astype(np.float64) * (1 + relative * signs)
+
+    return change
+
+
 def _edit_onnx(path: Path, edit: Callable) -> None:
     import onnx
 
@@ -84,12 +141,22 @@ def edit_onnx_initializer(path: Path, suffix: str, change: Callable[[np.ndarray]
 def perturb_onnx_initializer(path: Path, suffix: str, relative: float, seed: int = 0) -> None:
     """Scale an initializer by 1 ± ``relative`` with random signs. (A uniform scale would be nearly
     invisible after an L2 normalisation.)"""
+    edit_onnx_initializer(path, suffix, scaled(relative, seed))
 
-    def change(values: np.ndarray) -> np.ndarray:
-        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=values.shape)
-        return values.astype(np.float64) * (1 + relative * signs)
 
-    edit_onnx_initializer(path, suffix, change)
+def scale_onnx_initializers(path: Path, suffix: str, factor: float) -> None:
+    """Multiply every initializer whose name ends with ``suffix`` by ``factor``."""
+    from onnx import numpy_helper
+
+    def edit(model) -> None:
+        targets = [i for i in model.graph.initializer if i.name.endswith(suffix)]
+        if not targets:
+            raise ValueError(f"no initializer ends with {suffix!r}")
+        for target in targets:
+            values = numpy_helper.to_array(target)
+            target.CopyFrom(numpy_helper.from_array((values * factor).astype(values.dtype), target.name))
+
+    _edit_onnx(path, edit)
 
 
 def overflow_fp16_initializer(path: Path, suffix: str, value: float = 7e4) -> None:
@@ -206,6 +273,24 @@ def stale_golden(bundle: Path) -> None:
     path.write_text(json.dumps(info))
 
 
+def moved_embedding_space(bundle: Path, relative: float = 1e-3) -> None:
+    """The head projection of every artifact changed and the goldens regenerated, the fingerprint
+    left as it was: the golden embeddings move (here: each weight x(1 ± 1e-3) through the fp32
+    ONNX, which becomes the goldens' embedding) while every hash the manifest records is fresh."""
+    from golden.store import read_golden, write_golden
+    from verify.checks.numerics import run_goldens
+    from verify.runners import OnnxRunner
+
+    golden = read_golden(bundle / "golden")
+    fp32 = bundle / "encoder_v1.fp32.onnx"
+    perturb_onnx_initializer(fp32, "head.projection.weight", relative)
+    from contracts import get_contract
+
+    contract = get_contract("encoder_v1")
+    outputs = run_goldens(OnnxRunner(contract, fp32), contract, golden, contract.batch.upper)
+    write_golden(bundle / "golden", {**golden.tensors, "embedding": outputs["embedding"]}, golden.info)
+
+
 def tamper_manifest_hash(bundle: Path) -> None:
     path = bundle / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -217,6 +302,17 @@ def tamper_manifest_hash(bundle: Path) -> None:
 def head_layer(spec, name: str = "projection"):
     """A layer of the updatable pipeline's NeuralNetwork head."""
     return next(layer for layer in spec.pipeline.models[-1].neuralNetwork.layers if layer.name == name)
+
+
+def gelu_tanh(spec) -> None:
+    """Switch every GELU of an ML Program to its tanh approximation (a mode, not a weight)."""
+    function = spec.mlProgram.functions["main"]
+    operations = function.block_specializations[function.opset].operations
+    modes = {op.inputs["mode"].arguments[0].name for op in operations if op.type == "gelu"}
+    for op in operations:
+        if op.type == "const" and op.outputs[0].name in modes:
+            strings = op.attributes["val"].immediateValue.tensor.strings.values
+            strings[:] = ["TANH_APPROXIMATION"]
 
 
 def _perturb_head(spec) -> None:
@@ -247,6 +343,8 @@ class Mutant:
     only: tuple[str, ...] = ()  # artifacts to verify (speed); empty = all
     numerics: bool = True
     rehash: bool = True
+    careful: bool = False  # the rehash refreshes content hashes too: only deeper checks can catch it
+    alongside: tuple[str, ...] = ()  # contracts whose clean bundles are verified with it (pinning)
 
 
 def _in(filename: str, action: Callable[[Path], None]) -> Callable[[Path], None]:
@@ -329,6 +427,36 @@ MUTANTS: tuple[Mutant, ...] = (
         "onnx-fp32/numerics[embedding]",
         _in("encoder_v1.fp32.onnx", lambda p: scale_onnx_output(p, "embedding", 1 + 2e-5)),
         only=("onnx-fp32",),
+    ),
+    Mutant(
+        "coreml-fp16 GELU switched to tanh, content rehashed",
+        "encoder_v1",
+        "coreml-fp16/graph",
+        _in("encoder_v1.fp16.mlpackage", lambda p: edit_coreml_spec(p, gelu_tanh)),
+        numerics=False,
+        careful=True,
+    ),
+    Mutant(
+        "coreml-int8 weight 25 -> -127, content rehashed",
+        "encoder_v1",
+        "coreml-int8/self[embedding]",
+        _in(
+            "encoder_v1.int8.mlpackage",
+            lambda p: edit_coreml_blob(
+                p, "bert_encoder_layer_0_attention_self_query_weight_to_fp16_quantized", set_first(25, -127)
+            ),
+        ),
+        only=("coreml-int8",),
+        careful=True,
+    ),
+    Mutant(
+        "embedding space moved, goldens regenerated, fingerprint stale",
+        "encoder_v1",
+        "encoder-pinning",
+        moved_embedding_space,
+        numerics=False,
+        careful=True,
+        alongside=("personality_v1",),
     ),
     Mutant(
         "tampered manifest hash", "encoder_v1", "manifest", tamper_manifest_hash, numerics=False, rehash=False

@@ -43,7 +43,9 @@ class SelfTestResult:
         return not any(r.failed for r in self.clean) and all(o.caught_as_expected for o in self.outcomes)
 
 
-def run_mutant(mutant: Mutant, bundle: Bundle, scratch: Path) -> MutantOutcome:
+def run_mutant(
+    mutant: Mutant, bundle: Bundle, scratch: Path, alongside: tuple[Bundle, ...] = ()
+) -> MutantOutcome:
     start = time.perf_counter()
     copy = scratch / bundle.root.name
     shutil.rmtree(copy, ignore_errors=True)
@@ -51,25 +53,37 @@ def run_mutant(mutant: Mutant, bundle: Bundle, scratch: Path) -> MutantOutcome:
     try:
         mutant.apply(copy)
         if mutant.rehash:
-            rehash_manifest(copy)
+            rehash_manifest(copy, contents=mutant.careful)
     except Exception as exc:  # a mutant that cannot be built is a self-test failure, not a catch
         return MutantOutcome(mutant, error=f"{type(exc).__name__}: {exc}")
-    report = verify_bundle(open_bundle(copy), VerifyOptions(numerics=mutant.numerics, only=mutant.only))
+    options = VerifyOptions(numerics=mutant.numerics, only=mutant.only)
+    if alongside:  # checks across bundles (pinning) run only when they are verified together
+        reports = verify_paths([copy, *(b.root for b in alongside)], options)
+    else:
+        reports = [verify_bundle(open_bundle(copy), options)]
     shutil.rmtree(copy, ignore_errors=True)
-    return MutantOutcome(mutant, [c.name for c in report.failed], seconds=time.perf_counter() - start)
+    failing = [c.name for report in reports for c in report.failed]
+    return MutantOutcome(mutant, failing, seconds=time.perf_counter() - start)
 
 
-def self_test(paths: list[Path], log: Callable[[str], None] = lambda _: None) -> SelfTestResult:
-    """Clean verification of ``paths``, then every mutant whose contract is among them."""
-    log("verifying the clean bundles")
-    clean = verify_paths(paths, VerifyOptions())
+def self_test(
+    paths: list[Path],
+    log: Callable[[str], None] = lambda _: None,
+    clean: list[BundleReport] | None = None,
+) -> SelfTestResult:
+    """Clean verification of ``paths`` (or ``clean``, their reports from a verification already
+    run), then every mutant whose contract is among them."""
+    if clean is None:
+        log("verifying the clean bundles")
+        clean = verify_paths(paths, VerifyOptions())
     bundles = {bundle.name: bundle for bundle in map(open_bundle, paths)}
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="verify-self-test-") as scratch:
         for mutant in MUTANTS:
-            if mutant.contract not in bundles:
+            if mutant.contract not in bundles or not set(mutant.alongside) <= set(bundles):
                 continue
-            outcome = run_mutant(mutant, bundles[mutant.contract], Path(scratch))
+            alongside = tuple(bundles[name] for name in mutant.alongside)
+            outcome = run_mutant(mutant, bundles[mutant.contract], Path(scratch), alongside)
             verdict = "caught" if outcome.caught else "SURVIVED"
             log(f"mutant {mutant.name!r} on {mutant.contract}: {verdict} ({outcome.seconds:.1f} s)")
             outcomes.append(outcome)

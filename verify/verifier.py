@@ -15,6 +15,7 @@ from verify.checks.integrity import (
     check_contract,
     check_encoder_fingerprint,
     check_golden_freshness,
+    check_graph,
     check_manifest,
     check_pinning,
     load_golden,
@@ -28,6 +29,13 @@ from verify.checks.updatable import check_updatable
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
 from verify.result import CheckResult, failed, skipped, verdict
 from verify.runners import OnnxRunner, Runner, coreml_runner
+from verify.self_golden import (
+    SELF_GOLDEN_BATCH,
+    SelfGolden,
+    check_self_golden,
+    read_self_golden,
+    self_golden_path,
+)
 
 if TYPE_CHECKING:
     from golden.store import Golden
@@ -97,6 +105,7 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
         structure = (check_coreml if artifact.format == "coreml" else check_onnx)(key, contract, path, facts)
         checks.extend(structure)
         checks.append(check_content(bundle, key, path))
+        checks.append(check_graph(bundle, key, path))
         try:
             fp32_path: Path | None = bundle.path(contract.artifact(f"{artifact.format}-fp32").filename)
         except ValueError:
@@ -160,7 +169,13 @@ def _numerics(
         return [skipped(name, f"needs macOS or the MIL executor ({exc})")]
     except Exception as exc:  # unsupported op, unreadable program, ...
         return [failed(name, f"{type(exc).__name__}: {exc}")]
-    return check_numerics(artifact, bundle.registered, golden, runner, runs.setdefault(artifact.key, {}))
+    results = check_numerics(artifact, bundle.registered, golden, runner, runs.setdefault(artifact.key, {}))
+    try:
+        recorded: SelfGolden | str = read_self_golden(bundle.path(self_golden_path(artifact.key)))
+    except ValueError as exc:
+        recorded = f"no readable self-golden {self_golden_path(artifact.key)} ({exc}); rebuild the bundle"
+    batch_one = runs[artifact.key].get(SELF_GOLDEN_BATCH)
+    return results + check_self_golden(artifact, bundle.registered, recorded, batch_one, runner.backend)
 
 
 def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport]:

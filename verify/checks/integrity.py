@@ -11,9 +11,11 @@ from contracts.hashing import (
     reference_code_sha256,
     sha256_file,
     tree_sha256,
+    weights_digest,
 )
 from golden.store import Golden, GoldenError, read_golden
 from verify.bundle import MANIFEST_FILE, Bundle, read_json
+from verify.graph import artifact_signature, first_difference, parse_signature, signature_path
 from verify.result import CheckResult, failed, passed, verdict
 
 
@@ -137,18 +139,33 @@ def check_golden_freshness(bundle: Bundle) -> CheckResult:
 
 
 def check_encoder_fingerprint(bundle: Bundle) -> CheckResult:
-    """Recompute the encoder fingerprint from the sources in the manifest and the shipped tokenizer."""
+    """Recompute the fingerprint from what the bundle holds: the shipped tokenizer files and the
+    weights of the artifact the contract names (``fingerprint_from``, the fp32 ONNX)."""
     manifest = bundle.manifest or {}
-    sources = manifest.get("sources") or {}
+    contract = bundle.registered
     try:
-        tokenizer = {name: sha256_file(bundle.path(f"tokenizer/{name}")) for name in sources["tokenizer"]}
-        actual = encoder_fingerprint(sources["minilm_sha256"], tokenizer, sources["head_state_sha256"])
-    except (KeyError, TypeError, OSError, ValueError) as exc:
+        files = [path for path, _ in contract.tokenizer.files]
+        tokenizer = {path.removeprefix("tokenizer/"): sha256_file(bundle.path(path)) for path in files}
+        source = contract.artifact(contract.fingerprint_from)
+        actual = encoder_fingerprint(tokenizer, onnx_weights_digest(bundle.path(source.filename)))
+    except Exception as exc:  # a missing or unreadable file; its own checks say more
         return failed("encoder-fingerprint", f"cannot recompute the fingerprint: {type(exc).__name__} {exc}")
     recorded = manifest.get("encoder_fingerprint")
     if actual != recorded:
-        return failed("encoder-fingerprint", f"recorded {recorded} but sources give {actual}")
-    return passed("encoder-fingerprint", actual[:16])
+        return failed(
+            "encoder-fingerprint",
+            f"recorded {str(recorded)[:16]} but the tokenizer and {source.filename} give {actual[:16]}: "
+            "the embedding space is not the one the fingerprint names",
+        )
+    return passed("encoder-fingerprint", f"{actual[:16]}, from the tokenizer and {source.filename}")
+
+
+def onnx_weights_digest(path) -> str:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return weights_digest(numpy_helper.to_array(i) for i in model.graph.initializer)
 
 
 def check_pinning(personality: Bundle, encoder: Bundle) -> CheckResult:
@@ -196,3 +213,19 @@ def check_content(bundle: Bundle, key: str, path) -> CheckResult:
             "changed after the build",
         )
     return passed(f"{key}/content", actual[:16])
+
+
+def check_graph(bundle: Bundle, key: str, path) -> CheckResult:
+    """The artifact's graph signature (op types, non-weight attributes, wiring, dtypes) is the one
+    recorded at build: catches a changed mode, epsilon or axis whatever its numerical effect."""
+    name = f"{key}/graph"
+    try:
+        recorded = parse_signature(read_json(bundle.path(signature_path(key))))
+    except (OSError, ValueError, TypeError) as exc:
+        return failed(name, f"no readable signature {signature_path(key)} ({exc}); rebuild the bundle")
+    try:
+        actual = artifact_signature(path)
+    except Exception as exc:  # an unreadable program; the structure check says more
+        return failed(name, f"cannot derive the signature: {type(exc).__name__}: {str(exc)[:200]}")
+    difference = first_difference(recorded, actual)
+    return verdict(name, [difference] if difference else [], f"{len(actual)} ops as built")
