@@ -17,6 +17,8 @@ SEQUENCE = Dim("sequence", 1, 256)
 MINILM_DIM = 384
 MINILM_VOCAB = 30522  # WordPiece vocabulary of all-MiniLM-L6-v2 (tokenizer/vocab.txt)
 EMBEDDING_DIM = 1536
+#: sha256 of all-MiniLM-L6-v2's model.safetensors: the only backbone weights the encoder accepts.
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 #: all-MiniLM-L6-v2's published tokenizer files (sentence-transformers/all-MiniLM-L6-v2), as the
 #: bundle ships them: any other content is another tokenization, another embedding space.
 TOKENIZER = TokenizerSpec(

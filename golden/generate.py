@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from contracts.encoder_v1 import EMBEDDING_DIM
 from contracts.schema import OnDeviceTraining
 from reference.encoder import LoadedEncoder
 from reference.personality import LoadedPersonality
@@ -39,7 +40,7 @@ def encoder_golden(encoder: LoadedEncoder, texts: list[str]) -> tuple[dict[str, 
 
 
 def random_unit_embeddings(count: int = RANDOM_EMBEDDINGS, seed: int = RANDOM_SEED) -> np.ndarray:
-    values = np.random.default_rng(seed).standard_normal((count, 1536))
+    values = np.random.default_rng(seed).standard_normal((count, EMBEDDING_DIM))
     return (values / np.linalg.norm(values, axis=1, keepdims=True)).astype(np.float32)
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contracts.encoder_v1 import EMBEDDING_DIM, MINILM_DIM, MINILM_SHA256, SEQUENCE
 from contracts.hashing import encoder_fingerprint, sha256_file, weights_digest
 from reference.errors import ReferenceInputError
 from reference.weights import WeightsProvenance, load_or_demo
@@ -18,10 +19,7 @@ from reference.weights import WeightsProvenance, load_or_demo
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 #: The published all-MiniLM-L6-v2 model.safetensors. Any other file is refused.
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-MINILM_DIM = 384
-EMBEDDING_DIM = 1536
-MAX_SEQUENCE_LENGTH = 256
+MAX_SEQUENCE_LENGTH = SEQUENCE.upper
 #: Tokenizer files shipped in the encoder bundle and hashed into its fingerprint.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 #: Additive mask value for padding. fp16-safe: finfo(float32).min becomes -inf/NaN in fp16.

@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contracts.encoder_v1 import EMBEDDING_DIM
+from contracts.personality_v1 import HIDDEN, VOCAB_SIZE
 from reference.weights import WeightsProvenance, load_or_demo
 
-EMBEDDING_DIM = 1536
-HIDDEN = 512
 HEADS = 8
 HEAD_DIM = 64
 FFN = 2048
-VOCAB_SIZE = 325
 DROPOUT = 0.1
 
 

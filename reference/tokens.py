@@ -6,9 +6,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from contracts.personality_v1 import VOCAB_SIZE
 from reference.errors import ReferenceInputError
-
-VOCAB_SIZE = 325
 
 
 def default_tokens_path() -> Path:

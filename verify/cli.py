@@ -18,6 +18,7 @@ from contracts.project import (
     add_project_arguments,
     locate_project,
 )
+from verify.runners import COMPUTE_UNITS
 
 EXIT_OK, EXIT_VIOLATION, EXIT_UNUSABLE = 0, 1, 2
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--compute-units",
-        choices=("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU"),
+        choices=COMPUTE_UNITS,
         help="Core ML compute units on macOS (default CPU_ONLY); not available elsewhere",
     )
     parser.add_argument("--no-numerics", action="store_true", help="structure and metadata checks only")
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from contracts.schema import UPDATABLE_KEY
     from verify.bundle import find_bundles
-    from verify.checks.updatable import KEY as UPDATABLE_KEY
     from verify.report import print_table, print_worst_texts, summary_line
     from verify.result import UnusableInput
     from verify.runners import native_coreml_available
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 def _built_by(project, keys: set[str]) -> tuple[str, ...]:
     """The artifact keys a project's [build] section builds (the updatable model needs Core ML),
     and those its [ship.*] targets name: a shipped artifact that is not built fails as missing."""
-    from verify.checks.updatable import KEY as UPDATABLE_KEY
+    from contracts.schema import UPDATABLE_KEY
 
     formats, precisions = project.formats, project.precisions
     chosen = {

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts.hashing import artifact_content_sha256, tree_sha256
+from contracts.schema import UPDATABLE_KEY
 from golden.store import INFO_FILE
 
 _BLOB_SENTINEL = 0xDEADBEEF
@@ -37,11 +38,10 @@ def rehash_manifest(bundle: Path, contents: bool = False) -> None:
 def rerecord(bundle: Path, key: str) -> None:
     """Record artifact ``key``'s graph signature and self-goldens again, as a rebuild with an edited
     recipe would (then ``rehash_manifest(bundle, contents=True)``)."""
-    from contracts import get_contract
     from golden.store import read_golden
     from verify.records import record_artifact
 
-    contract = get_contract(json.loads((bundle / "contract.json").read_text())["name"])
+    contract = _contract_of(bundle)
     record_artifact(bundle, contract, contract.artifact(key), read_golden(bundle / "golden"))
 
 
@@ -282,11 +282,9 @@ def moved_embedding_space(bundle: Path, relative: float = 1e-3) -> None:
     from verify.runners import OnnxRunner
 
     golden = read_golden(bundle / "golden")
-    fp32 = bundle / "encoder_v1.fp32.onnx"
+    contract = _contract_of(bundle)
+    fp32 = bundle / contract.artifact("onnx-fp32").filename
     perturb_onnx_initializer(fp32, "head.projection.weight", relative)
-    from contracts import get_contract
-
-    contract = get_contract("encoder_v1")
     outputs = run_goldens(OnnxRunner(contract, fp32), contract, golden, contract.batch.upper)
     write_golden(bundle / "golden", {**golden.tensors, "embedding": outputs["embedding"]}, golden.info)
 
@@ -347,8 +345,22 @@ class Mutant:
     alongside: tuple[str, ...] = ()  # contracts whose clean bundles are verified with it (pinning)
 
 
-def _in(filename: str, action: Callable[[Path], None]) -> Callable[[Path], None]:
-    return lambda bundle: action(bundle / filename)
+def _contract_of(bundle: Path):
+    from contracts import get_contract
+
+    return get_contract(json.loads((bundle / "contract.json").read_text())["name"])
+
+
+def _in(key: str, action: Callable[[Path], None]) -> Callable[[Path], None]:
+    """Apply ``action`` to artifact ``key`` of the bundle (the updatable model's key included),
+    its file named by the bundle's contract."""
+
+    def apply(bundle: Path) -> None:
+        contract = _contract_of(bundle)
+        filename = contract.training.filename if key == UPDATABLE_KEY else contract.artifact(key).filename
+        action(bundle / filename)
+
+    return apply
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -356,64 +368,64 @@ MUTANTS: tuple[Mutant, ...] = (
         "onnx-fp32 weight x(1 ± 1e-3)",
         "encoder_v1",
         "onnx-fp32/numerics[embedding]",
-        _in("encoder_v1.fp32.onnx", lambda p: perturb_onnx_initializer(p, "head.projection.weight", 1e-3)),
+        _in("onnx-fp32", lambda p: perturb_onnx_initializer(p, "head.projection.weight", 1e-3)),
         only=("onnx-fp32",),
     ),
     Mutant(
         "coreml-fp32 weight x(1 ± 1e-3)",
         "personality_v1",
         "coreml-fp32/numerics[logits]",
-        _in("personality_v1.fp32.mlpackage", lambda p: perturb_weight_blob(p, 1e-3)),
+        _in("coreml-fp32", lambda p: perturb_weight_blob(p, 1e-3)),
         only=("coreml-fp32",),
     ),
     Mutant(
         "updatable head weight x(1 ± 1e-3)",
         "personality_v1",
         "coreml-updatable/head-weights",
-        _in("personality_v1.updatable.mlpackage", lambda p: edit_coreml_spec(p, _perturb_head)),
-        only=("coreml-updatable",),
+        _in(UPDATABLE_KEY, lambda p: edit_coreml_spec(p, _perturb_head)),
+        only=(UPDATABLE_KEY,),
     ),
     Mutant("token order swapped", "personality_v1", "onnx-fp32/metadata", swap_tokens, numerics=False),
     Mutant(
         "batch range 1..32",
         "encoder_v1",
         "coreml-fp32/structure",
-        _in("encoder_v1.fp32.mlpackage", lambda p: edit_coreml_spec(p, _narrow_batch)),
+        _in("coreml-fp32", lambda p: edit_coreml_spec(p, _narrow_batch)),
         numerics=False,
     ),
     Mutant(
         "metadata key missing",
         "personality_v1",
         "onnx-int8/metadata",
-        _in("personality_v1.int8.onnx", lambda p: set_onnx_metadata(p, "vocab_size", None)),
+        _in("onnx-int8", lambda p: set_onnx_metadata(p, "vocab_size", None)),
         numerics=False,
     ),
     Mutant(
         "metadata value wrong",
         "encoder_v1",
         "onnx-fp16/metadata",
-        _in("encoder_v1.fp16.onnx", lambda p: set_onnx_metadata(p, "embedding_dim", "1024")),
+        _in("onnx-fp16", lambda p: set_onnx_metadata(p, "embedding_dim", "1024")),
         numerics=False,
     ),
     Mutant(
         "extra updatable layer",
         "personality_v1",
         "coreml-updatable/updatable-parameters",
-        _in("personality_v1.updatable.mlpackage", lambda p: edit_coreml_spec(p, add_extra_updatable_layer)),
+        _in(UPDATABLE_KEY, lambda p: edit_coreml_spec(p, add_extra_updatable_layer)),
         numerics=False,
     ),
     Mutant(
         "final L2 normalisation dropped",
         "encoder_v1",
         "onnx-fp32/numerics[embedding]",
-        _in("encoder_v1.fp32.onnx", lambda p: drop_final_l2(p, "embedding")),
+        _in("onnx-fp32", lambda p: drop_final_l2(p, "embedding")),
         only=("onnx-fp32",),
     ),
     Mutant(
         "fp16 overflow",
         "encoder_v1",
         "onnx-fp16/numerics[embedding]",
-        _in("encoder_v1.fp16.onnx", lambda p: overflow_fp16_initializer(p, "head.projection.weight")),
+        _in("onnx-fp16", lambda p: overflow_fp16_initializer(p, "head.projection.weight")),
         only=("onnx-fp16",),
     ),
     Mutant("stale golden", "personality_v1", "golden", stale_golden, numerics=False),
@@ -425,14 +437,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "embedding rows not unit norm (x 1.00002)",
         "encoder_v1",
         "onnx-fp32/numerics[embedding]",
-        _in("encoder_v1.fp32.onnx", lambda p: scale_onnx_output(p, "embedding", 1 + 2e-5)),
+        _in("onnx-fp32", lambda p: scale_onnx_output(p, "embedding", 1 + 2e-5)),
         only=("onnx-fp32",),
     ),
     Mutant(
         "coreml-fp16 GELU switched to tanh, content rehashed",
         "encoder_v1",
         "coreml-fp16/graph",
-        _in("encoder_v1.fp16.mlpackage", lambda p: edit_coreml_spec(p, gelu_tanh)),
+        _in("coreml-fp16", lambda p: edit_coreml_spec(p, gelu_tanh)),
         numerics=False,
         careful=True,
     ),
@@ -441,7 +453,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "encoder_v1",
         "coreml-int8/self[embedding]",
         _in(
-            "encoder_v1.int8.mlpackage",
+            "coreml-int8",
             lambda p: edit_coreml_blob(
                 p, "bert_encoder_layer_0_attention_self_query_weight_to_fp16_quantized", set_first(25, -127)
             ),

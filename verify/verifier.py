@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contracts import PIPELINES, PipelineContract
+from contracts.schema import UPDATABLE_KEY
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -24,7 +25,6 @@ from verify.checks.numerics import RunsByBatch, check_numerics
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
 from verify.checks.tokenizer import check_tokenizer
-from verify.checks.updatable import KEY as UPDATABLE_KEY
 from verify.checks.updatable import check_updatable
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
 from verify.result import CheckResult, failed, skipped, verdict

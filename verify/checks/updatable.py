@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from contracts import ArtifactSpec, Contract
-from contracts.schema import UPDATABLE_KEY, OnDeviceTraining
+from contracts.schema import UPDATABLE_KEY as KEY
+from contracts.schema import OnDeviceTraining
 from golden.store import PERSONALIZATION_STEM, Golden, GoldenError, read_golden
 from verify.bundle import Bundle
 from verify.checks.coreml_structure import array_problems, load_spec
@@ -18,8 +19,6 @@ from verify.checks.numerics import check_numerics
 from verify.head import PipelineMILRunner, declared_sgd, inner_product, replay_update
 from verify.result import CheckResult, failed, skipped, verdict
 from verify.runners import NativeCoreMLRunner, coreml_backend, native_coreml_available
-
-KEY = UPDATABLE_KEY
 
 
 def check_pipeline_structure(contract: Contract, spec) -> CheckResult:
