@@ -37,7 +37,7 @@ def measure(artifacts: Path, repeats: int = 5, batch: int = 64) -> list[dict[str
             key: (lambda r=runner: run_goldens(r, contract, golden, batch)) for key, runner in runners.items()
         }
         times = time_interleaved(runs, repeats, warmup=1)
-        per_round = [m / o for m, o in zip(times["mil"], times["ort"])]
+        per_round = [m / o for m, o in zip(times["mil"], times["ort"], strict=True)]
         rows.append(
             {
                 "model": name,

@@ -73,7 +73,7 @@ def profile_onnx(path: Path, batches: list[dict], runs: int = 3, top: int = 6) -
         "seconds_per_pass": wall / runs,
         "batch_share": [
             (f"{inputs['input_ids'].shape[0]}×{inputs['input_ids'].shape[1]}", seconds / (wall or 1.0))
-            for inputs, seconds in zip(batches, per_batch)
+            for inputs, seconds in zip(batches, per_batch, strict=True)
         ],
     }
 

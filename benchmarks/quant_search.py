@@ -317,8 +317,9 @@ def speed(paths: dict[str, Path], rounds: int, with_st: bool) -> dict[str, dict]
     if with_st:  # end to end, text in: ONNX time + tokenizer time vs encode()
         st_times = times["sentence-transformers"]
         for name in paths:
-            end_to_end = [a + b for a, b in zip(times[name], times["tokenizer"])]
-            result["default"][name]["vs_st"] = statistics.median(s / e for s, e in zip(st_times, end_to_end))
+            end_to_end = [a + b for a, b in zip(times[name], times["tokenizer"], strict=True)]
+            ratios = [s / e for s, e in zip(st_times, end_to_end, strict=True)]
+            result["default"][name]["vs_st"] = statistics.median(ratios)
     subset = {n: p for n, p in paths.items() if n in SUBSET}
     no_spin = {n: runner(session(p, spinning=False), inputs) for n, p in subset.items()}
     result["no_spinning"] = summarize(time_interleaved(no_spin, rounds), "fp32", BENCH_TEXTS)

@@ -103,7 +103,7 @@ def encoder_throughput(
 
     def st_same() -> np.ndarray:
         out = np.zeros((len(texts), golden.tensors["sentence_embedding"].shape[1]), dtype=np.float32)
-        for (rows, _), group in zip(prepared, groups):
+        for (rows, _), group in zip(prepared, groups, strict=True):
             out[rows] = st.encode(group, batch_size=len(group), show_progress_bar=False)
         return out
 
@@ -154,9 +154,9 @@ def encoder_throughput(
             "size": a.shape[0],
             "sgemm_gflops": statistics.median(gemm_rates) / 1e9,
             "model_gflops": statistics.median(model_rates) / 1e9,
-            "fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates)),
+            "fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True)),
             "useful_flops": useful,
-            "useful_fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates))
+            "useful_fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True))
             * useful
             / flops,
         },

@@ -31,7 +31,7 @@ def time_interleaved(
 
 def ratio(times: dict[str, list[float]], base: str, name: str) -> float:
     """How many times faster ``name`` is than ``base``: the median of the per-round ratios."""
-    return statistics.median(b / x for b, x in zip(times[base], times[name]))
+    return statistics.median(b / x for b, x in zip(times[base], times[name], strict=True))
 
 
 def summarize(times: dict[str, list[float]], base: str, items: int) -> dict[str, dict[str, object]]:
@@ -39,7 +39,7 @@ def summarize(times: dict[str, list[float]], base: str, items: int) -> dict[str,
     with the lowest and highest per-round ratio (how much the machine's load moved it)."""
     summary: dict[str, dict[str, object]] = {}
     for name, t in times.items():
-        per_round = [b / x for b, x in zip(times[base], t)]
+        per_round = [b / x for b, x in zip(times[base], t, strict=True)]
         summary[name] = {
             "rate": items / statistics.median(t),
             "median_s": statistics.median(t),

@@ -205,7 +205,7 @@ class TokenLayout:
         ids = np.full((self.batch, self.sequence), vocab.pad_id, dtype=np.int64)
         mask = np.zeros((self.batch, self.sequence), dtype=np.int64)
         specials = list(vocab.special_ids)
-        for i, (length, seed) in enumerate(zip(self.lengths, self.seeds)):
+        for i, (length, seed) in enumerate(zip(self.lengths, self.seeds, strict=True)):
             body = np.random.default_rng(seed).integers(0, vocab.size, max(length - 2, 0))
             body[np.isin(body, specials)] = vocab.size - 1
             ids[i, 0] = vocab.cls_id

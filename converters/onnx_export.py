@@ -51,7 +51,8 @@ def export_onnx(
 def _name_dims(model, contract: Contract) -> None:
     """Fixed output dims as numbers and dynamic ones by their contract name; the exporter
     leaves symbolic names such as 'Divembedding_dim_1' behind."""
-    for spec, value in zip((*contract.inputs, *contract.outputs), (*model.graph.input, *model.graph.output)):
+    specs, values = (*contract.inputs, *contract.outputs), (*model.graph.input, *model.graph.output)
+    for spec, value in zip(specs, values, strict=True):
         for axis, dim in enumerate(spec.shape):
             proto = value.type.tensor_type.shape.dim[axis]
             if dim.is_fixed:

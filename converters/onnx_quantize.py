@@ -235,7 +235,7 @@ def _probe(model, names: list[str], batches: list[Batch]):
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     for batch in batches:
         real = batch["attention_mask"].astype(bool)
-        yield {name: value[real] for name, value in zip(names, session.run(names, batch))}
+        yield {name: value[real] for name, value in zip(names, session.run(names, batch), strict=True)}
 
 
 def activation_absmax(model, names: list[str], batches: list[Batch]) -> dict[str, np.ndarray]:
@@ -289,7 +289,7 @@ def _split_channels(graph, up, bias_add, chain: list, down, channels: np.ndarray
         )
         clone.attribute.extend(node.attribute)
         graph.node.append(clone)
-        renamed.update(zip(node.output, clone.output))
+        renamed.update(zip(node.output, clone.output, strict=True))
     w_side = _add_initializer(graph, f"{base}/w_out", w_out[channels, :])
     side = _add_node(graph, "MatMul", [renamed[down.input[0]], w_side], f"{base}/out")
     w_in[:, channels], bias[channels], w_out[channels, :] = 0.0, 0.0, 0.0

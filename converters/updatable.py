@@ -85,7 +85,7 @@ def build_head(model: PersonalityModel, contract: Contract):  # -> Model_pb2.Mod
     described = spec.description
     _set_float32(described.input[0], training.features)
     _set_float32(described.trainingInput[0], training.features)
-    for feature, tensor in zip(described.output, (logits, training.probabilities)):
+    for feature, tensor in zip(described.output, (logits, training.probabilities), strict=True):
         _set_float32(feature, tensor)
     return spec
 

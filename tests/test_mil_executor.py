@@ -776,7 +776,7 @@ def test_encoder_fp32_matches_torch(encoder, encoder_fp32, batch: int, seq: int,
     ids, mask = _encoder_inputs(batch, seq)
     out = encoder_fp32.run({"input_ids": ids, "attention_mask": mask})
     ref = _torch_encoder(encoder, ids, mask)
-    for name, expected in zip(("sentence_embedding", "embedding"), ref):
+    for name, expected in zip(("sentence_embedding", "embedding"), ref, strict=True):
         err = float(np.abs(out[name] - expected).max())
         record_property(f"{name}_max_abs", err)
         assert out[name].dtype == np.float32 and out[name].shape == expected.shape

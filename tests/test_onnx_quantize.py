@@ -121,7 +121,7 @@ def test_int8_personality_keeps_decisions_and_top10(personality_onnx):
     flipped = float(((logits > 0) != (expected > 0)).mean())
     top = np.argsort(-logits, axis=1)[:, :10]
     top_expected = np.argsort(-expected, axis=1)[:, :10]
-    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, top_expected)])
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, top_expected, strict=True)])
     assert flipped <= 0.005, f"{flipped:.3%} of sigmoid decisions flipped"
     assert overlap >= 0.95, f"top-10 overlap {overlap:.3f}"
     assert personality_onnx["recipe"]["int8_matmuls"] == personality_onnx["recipe"]["two_pass_matmuls"] > 0

@@ -89,7 +89,7 @@ class DecisionStats:
         self.decisions += logits.size
         top_a = np.argsort(-logits, axis=1)[:, :10]
         top_r = np.argsort(-reference, axis=1)[:, :10]
-        self.top10 += sum(len(set(a) & set(r)) / 10 for a, r in zip(top_a, top_r))
+        self.top10 += sum(len(set(a) & set(r)) / 10 for a, r in zip(top_a, top_r, strict=True))
         return flipped
 
     def values(self) -> dict[str, float]:
@@ -184,7 +184,7 @@ def knn_recall(reference: np.ndarray, actual: np.ndarray, k: int = NEIGHBOURS) -
         return np.argpartition(-similarity, k, axis=1)[:, :k]
 
     ref, act = neighbours(reference.astype(np.float32)), neighbours(actual.astype(np.float32))
-    return np.array([len(set(a) & set(r)) / k for a, r in zip(act, ref)])
+    return np.array([len(set(a) & set(r)) / k for a, r in zip(act, ref, strict=True)])
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

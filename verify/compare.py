@@ -31,7 +31,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _top_k_overlap(actual: np.ndarray, expected: np.ndarray, k: int = 10) -> float:
     top_a = np.argsort(-actual, axis=1)[:, :k]
     top_e = np.argsort(-expected, axis=1)[:, :k]
-    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(top_a, top_e)]))
+    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(top_a, top_e, strict=True)]))
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def neighbour_agreement(old: np.ndarray, new: np.ndarray, k: int = NEIGHBOURS) -
         return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
 
     a, b = neighbours(old), neighbours(new)
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
 
 
 def _runner(artifact: ArtifactSpec, contract: Contract, path: Path) -> Runner:

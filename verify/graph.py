@@ -62,9 +62,9 @@ def parse_signature(payload: Any) -> list[OpLine]:
 
 def first_difference(recorded: list[OpLine], actual: list[OpLine]) -> str | None:
     """A one-line description of the first op that differs, or None when none does."""
-    for index, (old, new) in enumerate(zip(recorded, actual)):
+    for index, (old, new) in enumerate(zip(recorded, actual, strict=False)):  # lengths may differ
         if old.line != new.line:
-            changed = sum(a.line != b.line for a, b in zip(recorded, actual))
+            changed = sum(a.line != b.line for a, b in zip(recorded, actual, strict=False))
             return (
                 f"op {index} ({new.name}) differs from the build: was `{_clip(old.line)}`, "
                 f"is `{_clip(new.line)}` ({changed} op(s) differ)"

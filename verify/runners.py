@@ -27,7 +27,7 @@ def check_inputs(contract: Contract, inputs: dict[str, np.ndarray]) -> None:
             raise InputContractError(f"{spec.name}: dtype {array.dtype} != {spec.dtype}")
         if array.ndim != len(spec.shape):
             raise InputContractError(f"{spec.name}: rank {array.ndim} != {len(spec.shape)}")
-        for size, dim in zip(array.shape, spec.shape):
+        for size, dim in zip(array.shape, spec.shape, strict=True):
             if not dim.accepts(size):
                 raise InputContractError(
                     f"{spec.name}: {dim.name} {size} outside the contract range {dim.lower}..{dim.upper}"
@@ -76,7 +76,7 @@ class OnnxRunner(Runner):
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, inputs)))
+        return dict(zip(names, self.session.run(names, inputs), strict=True))
 
 
 def native_coreml_available() -> bool:

@@ -183,8 +183,9 @@ def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport
     and every pipeline they form."""
     bundles = [open_bundle(path) for path in paths]
     reports = [verify_bundle(bundle, options) for bundle in bundles]
-    encoders = [(b, r) for b, r in zip(bundles, reports) if b.registered.name in _consumed_contracts()]
-    for bundle, report in zip(bundles, reports):
+    consumed = _consumed_contracts()
+    encoders = [(b, r) for b, r in zip(bundles, reports, strict=True) if b.registered.name in consumed]
+    for bundle, report in zip(bundles, reports, strict=True):
         if not _consumes_an_encoder(bundle):
             continue
         if encoders:
@@ -227,7 +228,7 @@ def _pipelines(
     bundles: list[Bundle], reports: list[BundleReport], options: VerifyOptions
 ) -> list[BundleReport]:
     """One report per pipeline whose every model is among the bundles given."""
-    by_name = {b.registered.name: (b, r) for b, r in zip(bundles, reports)}
+    by_name = {b.registered.name: (b, r) for b, r in zip(bundles, reports, strict=True)}
     results = []
     for pipeline in PIPELINES.values():
         if not all(name in by_name for name in pipeline.contracts):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from itertools import pairwise
 from pathlib import Path
 
 from verify.compare import METRICS
@@ -33,9 +34,7 @@ def histogram_png(check: CheckResult) -> bytes:
     edges, counts = histogram["log10_edges"], histogram["counts"]
     figure = Figure(figsize=(5.2, 2.8), dpi=90)
     axes = figure.add_subplot()
-    axes.bar(
-        edges[:-1], counts, width=[b - a for a, b in zip(edges, edges[1:])], align="edge", color="#4c72b0"
-    )
+    axes.bar(edges[:-1], counts, width=[b - a for a, b in pairwise(edges)], align="edge", color="#4c72b0")
     bounds = check.details.get("bounds", {})
     stats = check.details.get("per_batch", {})
     worst = max((s["max_abs"] for s in stats.values()), default=None)

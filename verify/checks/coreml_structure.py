@@ -61,7 +61,7 @@ def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
         if names != [t.name for t in wanted]:
             problems.append(f"{kind} {names} != contract {[t.name for t in wanted]}")
             continue
-        for tensor, feature in zip(wanted, present):
+        for tensor, feature in zip(wanted, present, strict=True):
             problems += array_problems(tensor, feature, check_shape)
     return verdict(
         name,

@@ -30,7 +30,7 @@ def run_goldens(runner: Runner, contract: Contract, golden: Golden, batch: int) 
         rows = order[start : start + batch]
         outputs = runner.run(golden.batch(names, rows))
         for name, rows_out in results.items():
-            for row, value in zip(rows, outputs[name]):
+            for row, value in zip(rows, outputs[name], strict=True):
                 rows_out[row] = value
     return {name: np.stack(rows_out) for name, rows_out in results.items()}
 

@@ -22,7 +22,7 @@ def _value_problems(spec: TensorSpec, value) -> list[str]:
     dims = list(tensor.shape.dim)
     if len(dims) != len(spec.shape):
         return problems + [f"{spec.name} rank {len(dims)} != {len(spec.shape)}"]
-    for axis, (dim, wanted) in enumerate(zip(dims, spec.shape)):
+    for axis, (dim, wanted) in enumerate(zip(dims, spec.shape, strict=True)):
         if wanted.is_fixed and dim.dim_value != wanted.lower:
             problems.append(
                 f"{spec.name} dim {axis} is {dim.dim_value or dim.dim_param!r}, contract {wanted.lower}"
@@ -48,7 +48,7 @@ def check_onnx_io(key: str, contract: Contract, model) -> CheckResult:
         if names != [t.name for t in wanted]:
             problems.append(f"{kind} {names} != contract {[t.name for t in wanted]}")
             continue
-        for spec, value in zip(wanted, present):
+        for spec, value in zip(wanted, present, strict=True):
             problems += _value_problems(spec, value)
     return verdict(f"{key}/io", problems, f"opset {opset}")
 

@@ -46,7 +46,7 @@ def check_pipeline_structure(contract: Contract, spec) -> CheckResult:
         if names != [t.name for t in wanted]:
             problems.append(f"{kind} {names} != contract {[t.name for t in wanted]}")
             continue
-        for tensor, feature in zip(wanted, present):
+        for tensor, feature in zip(wanted, present, strict=True):
             problems += array_problems(tensor, feature, check_shape=kind != "backbone outputs")
     wanted_training = [*(t.name for t in contract.inputs), training.target]
     found_training = [f.name for f in spec.description.trainingInput]
@@ -105,7 +105,7 @@ def check_head_weights(training: OnDeviceTraining, spec, golden: Golden | None) 
         if not len(weights.floatValue):
             problems.append(f"{param.torch_name} is not stored as fp32 (updatable layers need fp32)")
             continue
-        value = dict(zip(("weights", "bias"), inner_product(layer)))[param.field]
+        value = dict(zip(("weights", "bias"), inner_product(layer), strict=True))[param.field]
         if value.shape != param.shape or len(weights.floatValue) != int(np.prod(param.shape)):
             problems.append(f"{param.torch_name} shape {value.shape} != contract {param.shape}")
             continue
@@ -190,7 +190,7 @@ def check_update_replay(training: OnDeviceTraining, spec, runner, golden: Golden
     embedding = runner.contract.inputs[0].name
     features = runner.features({embedding: golden.tensors["embedding"]})[training.features.name]
     replayed = replay_update(features, golden.tensors["target"], weight, bias, declared_sgd(head))
-    by_field = dict(zip(("weights", "bias"), replayed))
+    by_field = dict(zip(("weights", "bias"), replayed, strict=True))
     errors = {
         p.torch_name: float(np.abs(by_field[p.field] - golden.tensors[f"updated/{p.torch_name}"]).max())
         for p in training.parameters

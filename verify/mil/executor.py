@@ -83,7 +83,8 @@ def _upcast(value: Any) -> Any:
 def _shape_ok(declared: tuple, actual: tuple) -> bool:
     if len(declared) != len(actual):
         return False
-    return all(not isinstance(d, int | np.integer) or int(d) == a for d, a in zip(declared, actual))
+    pairs = zip(declared, actual, strict=True)
+    return all(not isinstance(d, int | np.integer) or int(d) == a for d, a in pairs)
 
 
 class MILProgramExecutor:
@@ -176,7 +177,8 @@ class MILProgramExecutor:
                 value = value.astype(dtype)
             if not _shape_ok(declared, value.shape):
                 raise ValueError(f"{self.path}: input {name!r} has shape {value.shape}, expected {declared}")
-            for dim, (low, high) in zip(value.shape, self._ranges.get(name, ())):
+            ranges = self._ranges.get(name, ())  # none: no range check
+            for dim, (low, high) in zip(value.shape, ranges, strict=False):
                 if dim < low or (high >= 0 and dim > high):
                     raise ValueError(
                         f"{self.path}: input {name!r} shape {value.shape} outside the allowed range"
@@ -195,7 +197,7 @@ class MILProgramExecutor:
                 results = result if isinstance(result, tuple) else (result,)
                 if len(results) != len(step.outputs):
                     raise ValueError(f"returned {len(results)} outputs, expected {len(step.outputs)}")
-                for (name, dtype, declared), value in zip(step.outputs, results):
+                for (name, dtype, declared), value in zip(step.outputs, results, strict=True):
                     value = np.asarray(value)
                     if value.dtype != dtype:
                         value = value.astype(dtype)  # fp16 storage emulation happens here
