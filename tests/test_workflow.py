@@ -71,6 +71,9 @@ def test_macos_job_runs_native_checks_and_uploads_reports():
     workflow = _workflow()
     macos = workflow["jobs"]["macos"]
     assert "--compute-units CPU_ONLY" in _runs(macos)
+    install = next(s["run"] for s in macos["steps"] if "pip install" in s.get("run", ""))
+    assert "pip install -e .\n" in install and "[build]" not in install  # verify-only: no torch
+    assert "find_spec('torch')" in install
     for job in workflow["jobs"].values():
         uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
         assert any(s["with"]["path"] == "reports/" and s.get("if") == "always()" for s in uploads)
