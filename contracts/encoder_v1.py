@@ -145,6 +145,7 @@ ENCODER_V1 = Contract(
     ),
     tokenizer=TOKENIZER,
     fingerprint_from="onnx-fp32",
+    breaking_change="the embedding space changed; retrain PersonalityModel",
     artifacts=standard_artifacts(
         "encoder_v1",
         {

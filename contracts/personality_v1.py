@@ -1,6 +1,6 @@
 """personality_v1: PersonalityModel, 1536-d embedding → 325 personality-token logits."""
 
-from contracts.encoder_v1 import BATCH, EMBEDDING_DIM
+from contracts.encoder_v1 import BATCH, EMBEDDING_DIM, ENCODER_V1
 from contracts.schema import (
     Bound,
     Contract,
@@ -127,6 +127,7 @@ PERSONALITY_V1 = Contract(
             "float32",
             (BATCH, Dim("vocab_size", VOCAB_SIZE, VOCAB_SIZE)),
             "raw logits in personality-tokens.json order; sigmoid gives probabilities",
+            decisions=True,
         ),
     ),
     metadata=(
@@ -141,6 +142,8 @@ PERSONALITY_V1 = Contract(
         MetadataField("encoder_fingerprint", source="encoder_fingerprint"),
     ),
     training=TRAINING,
+    consumes=ENCODER_V1.name,
+    breaking_change="PersonalityModel's decisions changed beyond tolerance",
     artifacts=standard_artifacts(
         "personality_v1",
         {

@@ -46,6 +46,9 @@ class TensorSpec:
     description: str = ""
     unit_norm: bool = False  # rows have L2 norm 1
     values: tuple[int, int] | None = None  # inclusive range of integer values (token ids, masks)
+    #: Each value is a decision logit (sigmoid > 0.5): compared by flipped decisions and top-10
+    #: overlap, where other outputs are compared by their rows' nearest neighbours.
+    decisions: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,11 @@ class Contract:
     golden_batch_sizes: tuple[int, ...] = (1, 7, 64)
     #: The artifact whose weights the fingerprint is recomputed from (contracts others consume).
     fingerprint_from: str | None = None
+    #: The contract whose output this model's first input takes; it is built first and pinned
+    #: by its fingerprint.
+    consumes: str | None = None
+    #: What a change beyond tolerance means for the models and people downstream (diff, gate).
+    breaking_change: str = "outputs changed beyond tolerance"
     self_golden_rows: int = 8  # golden rows each artifact records its own outputs on (batch 1)
     #: Self-goldens verified where they were recorded (same backend, versions and CPU kernels):
     #: repeated runs and 1, 2 or 4 threads gave identical outputs (docs/TOLERANCES.md).
@@ -268,6 +276,8 @@ class Contract:
                 tokenizer=_tokenizer(data["tokenizer"]) if data.get("tokenizer") else None,
                 golden_batch_sizes=tuple(data["golden_batch_sizes"]),
                 fingerprint_from=data.get("fingerprint_from"),
+                consumes=data.get("consumes"),
+                breaking_change=data.get("breaking_change", Contract.breaking_change),
                 self_golden_rows=data.get("self_golden_rows", 8),
                 self_golden_exact=Bound(**data.get("self_golden_exact", asdict(Contract.self_golden_exact))),
                 coreml=CoreMLTarget(**data["coreml"]),
@@ -304,6 +314,7 @@ def _tensor(data: dict[str, Any]) -> TensorSpec:
         description=data.get("description", ""),
         unit_norm=data.get("unit_norm", False),
         values=tuple(data["values"]) if data.get("values") is not None else None,
+        decisions=data.get("decisions", False),
     )
 
 

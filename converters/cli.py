@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from contracts import ENCODER_V1, PERSONALITY_V1
+from contracts import ENCODER_V1, PERSONALITY_V1, REGISTRY
 from contracts.environment import quiet_libraries
 from contracts.project import (
     DEFAULT_OUTPUT,
@@ -18,7 +18,7 @@ from contracts.project import (
     locate_project,
 )
 
-MODELS = ("encoder_v1", "personality_v1")
+MODELS = tuple(REGISTRY)
 PRECISIONS = ("fp32", "fp16", "int8")
 FORMATS = ("coreml", "onnx")
 
@@ -138,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    weights = {ENCODER_V1.name: args.encoder_weights, PERSONALITY_V1.name: args.personality_weights}
     options = BuildOptions(
-        encoder_weights=args.encoder_weights,
-        personality_weights=args.personality_weights,
+        weights={name: path for name, path in weights.items() if path is not None},
         tokens=args.tokens,
         seed=args.seed,
         precisions=precisions,

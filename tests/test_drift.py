@@ -63,7 +63,7 @@ def test_tiny_perturbation_is_within_tolerance(bundles, tmp_path, capsys):
     state["projection.weight"] = state["projection.weight"] * (1 + 1e-7 * signs).astype(np.float32)
     weights = tmp_path / "head.safetensors"
     save_file(state, str(weights))
-    rebuilt = _build(tmp_path / "perturbed", encoder_weights=weights)
+    rebuilt = _build(tmp_path / "perturbed", weights={"encoder_v1": weights})
     code, report, out = _diff(capsys, bundles / "encoder_v1", rebuilt, tmp_path)
     assert (code, report["verdict"]) == (10, "within tolerance"), out
     embedding = next(o for o in report["outputs"] if o["output"] == "embedding")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts import ArtifactSpec, Contract
+from contracts import ArtifactSpec, Contract, TensorSpec
 from golden.store import Golden
 from verify.bundle import Bundle
 from verify.checks.numerics import run_goldens
@@ -17,10 +17,6 @@ from verify.runners import OnnxRunner, Runner, coreml_runner
 
 IDENTICAL, WITHIN, BREAKING = "identical", "within tolerance", "breaking"
 NEIGHBOURS = 5
-_BREAKING_MEANING = {
-    "encoder_v1": "the embedding space changed; retrain PersonalityModel",
-    "personality_v1": "PersonalityModel's decisions changed beyond tolerance",
-}
 
 
 @dataclass
@@ -34,6 +30,7 @@ class OutputDrift:
 @dataclass
 class DriftReport:
     contract: str
+    breaking_change: str  # what a breaking verdict means (the contract says)
     artifact: str
     rows: int
     outputs: list[OutputDrift]
@@ -47,7 +44,7 @@ class DriftReport:
     @property
     def message(self) -> str:
         if self.verdict == BREAKING:
-            return f"breaking: {_BREAKING_MEANING.get(self.contract, 'outputs changed beyond tolerance')}"
+            return f"breaking: {self.breaking_change}"
         return self.verdict
 
 
@@ -87,13 +84,14 @@ def _runner(artifact: ArtifactSpec, contract: Contract, path: Path) -> Runner:
 
 
 def compare_outputs(
-    artifact: ArtifactSpec, name: str, old: np.ndarray, new: np.ndarray, logits: bool
+    artifact: ArtifactSpec, spec: TensorSpec, old: np.ndarray, new: np.ndarray
 ) -> OutputDrift:
+    name = spec.name
     tolerance = artifact.tolerance_for(name)
     bounds = tolerance.bounds if tolerance else ()
-    extra = ("flip_rate", "top10_overlap") if logits else ()
+    extra = ("flip_rate", "top10_overlap") if spec.decisions else ()
     stats = statistics(new, old, (*extra, *(b.metric for b in bounds)))
-    if not logits:
+    if not spec.decisions:
         stats["nn_agreement"] = neighbour_agreement(old, new)
     if np.array_equal(old, new):
         return OutputDrift(name, stats, IDENTICAL)
@@ -118,9 +116,7 @@ def diff_bundles(old: Bundle, new: Bundle, old_golden: Golden, new_golden: Golde
         for bundle in (old, new)
     ]
     drifts = [
-        compare_outputs(
-            artifact, spec.name, outputs[0][spec.name], outputs[1][spec.name], spec.name == "logits"
-        )
+        compare_outputs(artifact, spec, outputs[0][spec.name], outputs[1][spec.name])
         for spec in contract.outputs
     ]
     notes = []
@@ -130,4 +126,4 @@ def diff_bundles(old: Bundle, new: Bundle, old_golden: Golden, new_golden: Golde
             f"encoder fingerprint {str(fingerprints[0])[:12]} → {str(fingerprints[1])[:12]}: "
             "personality bundles pinned to the old encoder must be rebuilt against the new one"
         )
-    return DriftReport(contract.name, key, inputs.rows, drifts, notes)
+    return DriftReport(contract.name, contract.breaking_change, key, inputs.rows, drifts, notes)
