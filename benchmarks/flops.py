@@ -32,7 +32,7 @@ def encoder_flops(batch_shapes: Iterable[tuple[int, int]]) -> int:
 
 def length_sorted_shapes(token_counts: Sequence[int], batch_size: int) -> list[tuple[int, int]]:
     """(rows, padded length) of each batch when rows are sorted by token count and each batch is
-    padded to its own longest row (what verify.encode and the verifier do)."""
+    padded to its own longest row (what inference.encode and the verifier do)."""
     counts = sorted(int(c) for c in token_counts)
     return [
         (len(counts[start : start + batch_size]), counts[min(start + batch_size, len(counts)) - 1])

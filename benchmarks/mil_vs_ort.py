@@ -22,8 +22,8 @@ from golden.store import read_golden
 
 def measure(artifacts: Path, repeats: int = 5, batch: int = 64) -> list[dict[str, object]]:
     """One row per bundle: golden rows, median seconds per backend, median ratio MIL / onnxruntime."""
+    from verify.backends.runners import MILRunner, OnnxRunner
     from verify.checks.numerics import run_goldens
-    from verify.runners import MILRunner, OnnxRunner
 
     rows = []
     for name, contract in REGISTRY.items():

@@ -56,11 +56,11 @@ def build_variants(bundle: Path, workdir: Path) -> dict[str, dict[str, object]]:
 def contract_checks(bundle: Path, path: Path) -> dict[str, object]:
     """The checks verify-contract runs on onnx-fp32, run on ``path`` in its place."""
     from golden.store import read_golden
+    from verify.backends.runners import OnnxRunner
     from verify.bundle import open_bundle
     from verify.checks.integrity import bundle_facts
     from verify.checks.numerics import check_numerics
     from verify.checks.onnx_structure import check_onnx
-    from verify.runners import OnnxRunner
 
     facts, _ = bundle_facts(open_bundle(bundle))
     golden = read_golden(bundle / "golden")

@@ -118,7 +118,7 @@ def profile_encoder(
     on the golden corpus in length-sorted batches of 64."""
     from contracts import ENCODER_V1
     from golden.store import read_golden
-    from verify.encode import DEFAULT_BATCH, BundleEncoder
+    from inference.encode import DEFAULT_BATCH, BundleEncoder
 
     texts = list(read_golden(bundle / "golden").info["texts"])
     result: dict[str, dict[str, object]] = {}

@@ -7,10 +7,10 @@ length-sorted batches of 64, each padded to its own longest row:
   (MiniLM, mean pooling, L2: no head);
 - sentence-transformers as a caller would use it, ``encode(texts, batch_size=64)``: it sorts
   longest first (by characters), so on this corpus its full batch of 64 holds the longest texts
-  and pads to 256 tokens, where the ascending order of ``verify.encode`` leaves them to the last,
+  and pads to 256 tokens, where the ascending order of ``inference.encode`` leaves them to the last,
   partial batch. Shown beside the anchor, not used for the targets: it measures a batching
   policy that wins or loses with the corpus size, not the runtime;
-- the bundle's ONNX fp32, fp16 and int8 through ``verify.encode.BundleEncoder`` (onnxruntime CPU,
+- the bundle's ONNX fp32, fp16 and int8 through ``inference.encode.BundleEncoder`` (onnxruntime CPU,
   default session options), tokenization included;
 - the fp32 graph after onnxruntime's transformer optimizer (``benchmarks.optimizer``);
 - two parts of the fp32 path timed alone: the model on pre-tokenized batches and the tokenizer;
@@ -72,8 +72,8 @@ def encoder_throughput(
 
     from benchmarks import optimizer
     from golden.store import read_golden
-    from verify.encode import DEFAULT_BATCH, BundleEncoder
-    from verify.runners import OnnxRunner
+    from inference.encode import DEFAULT_BATCH, BundleEncoder
+    from verify.backends.runners import OnnxRunner
 
     golden = read_golden(bundle / "golden")
     texts = list(golden.info["texts"])
@@ -180,7 +180,7 @@ def personality_throughput(bundle: Path, rounds: int, inner: int = 10, warmup: i
     import torch
 
     from golden.store import read_golden
-    from verify.runners import OnnxRunner
+    from verify.backends.runners import OnnxRunner
 
     golden = read_golden(bundle / "golden")
     embedding, expected = golden.tensors["embedding"], golden.tensors["logits"]

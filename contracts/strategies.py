@@ -8,7 +8,7 @@ is imported by tests and by users, never by the toolkit's runtime code.
     from hypothesis import given
     from contracts import ENCODER_V1
     from contracts import strategies as cst
-    from verify.runners import OnnxRunner
+    from verify.backends.runners import OnnxRunner
 
     vocab = cst.Vocabulary.from_tokenizer_dir(bundle / "tokenizer")
     runner = OnnxRunner(ENCODER_V1, bundle / "encoder_v1.fp32.onnx")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from verify.mutants import edit_coreml_spec, rehash_manifest
+from verify.selftest.mutants import edit_coreml_spec, rehash_manifest
 
 __all__ = ["edit_coreml_spec", "rehash_manifest", "failing_checks", "run_verify", "verify_fails_with"]
 

@@ -4,7 +4,7 @@ coremltools ships its op test suite in the wheel (``coremltools/converters/mil/m
 Each case builds a MIL program, converts it, and hands the model to ``compare_backend``, which
 predicts with the Core ML runtime on macOS and checks nothing elsewhere. This plugin replaces
 ``compare_backend`` in every loaded module with a version that runs the ML Program through
-:class:`verify.mil.MILProgramExecutor` and applies the same comparison (its atol/rtol, widened
+:class:`verify.backends.mil.MILProgramExecutor` and applies the same comparison (its atol/rtol, widened
 for fp16 as coremltools widens them, and the allowed mismatch ratio).
 
 Cases the executor cannot judge are skipped, with the reason: NeuralNetwork models, stateful
@@ -31,7 +31,7 @@ COUNTS: Counter[str] = Counter()
 
 
 def _broken(op_type: str) -> None:
-    from verify.mil import ops
+    from verify.backends.mil import ops
 
     original = ops.REGISTRY[op_type]
 
@@ -58,7 +58,7 @@ def executor_compare_backend(
 ) -> dict[str, np.ndarray]:
     from coremltools.converters.mil.testing_utils import _get_coreml_out_from_dict
 
-    from verify.mil import MILProgramExecutor, UnsupportedOpError
+    from verify.backends.mil import MILProgramExecutor, UnsupportedOpError
 
     if mlmodel.get_spec().WhichOneof("Type") != "mlProgram":
         COUNTS["skipped: not an ML Program"] += 1
@@ -138,7 +138,7 @@ _FAMILIES = {"TestElementwiseUnary": "", "TestElementwiseBinary": "", "TestReduc
 def _op_of(item: pytest.Item) -> str | None:
     """The op a case tests: its class name (TestLayerNorm -> layer_norm), or for classes that
     test a family, the registered op named by a ``mode``/``op_type`` parameter."""
-    from verify.mil.ops import REGISTRY
+    from verify.backends.mil.ops import REGISTRY
 
     cls = getattr(item, "cls", None)
     if cls is None:

@@ -1,4 +1,4 @@
-"""verify.encode (the toolkit's encode helper) and the benchmark's FLOP counter, tables and docs block.
+"""inference.encode (the toolkit's encode helper) and the benchmark's FLOP counter, tables and docs block.
 
 Performance itself is not asserted here: timings on a shared machine make flaky tests.
 ``python -m benchmarks`` measures it (docs/BENCHMARKS.md).
@@ -14,7 +14,7 @@ from benchmarks.flops import FFN, HIDDEN, LAYERS, encoder_flops, gemm_flops, len
 from benchmarks.report import BEGIN, END, markdown_table, targets, write_doc
 
 # --------------------------------------------------------------------------------------------
-# verify.encode on the default bundles
+# inference.encode on the default bundles
 # --------------------------------------------------------------------------------------------
 
 
@@ -32,7 +32,7 @@ def golden(encoder_bundle):
 
 @pytest.mark.slow
 def test_encode_texts_matches_the_goldens(encoder_bundle, golden):
-    from verify.encode import encode_texts
+    from inference.encode import encode_texts
 
     texts = golden.info["texts"]
     embeddings = encode_texts(encoder_bundle, texts)
@@ -42,7 +42,7 @@ def test_encode_texts_matches_the_goldens(encoder_bundle, golden):
 
 @pytest.mark.slow
 def test_encode_texts_tokenizes_like_the_reference(encoder_bundle, golden):
-    from verify.encode import BundleEncoder
+    from inference.encode import BundleEncoder
 
     ids = BundleEncoder(encoder_bundle).token_ids(golden.info["texts"])
     mask = golden.tensors["attention_mask"]
@@ -52,7 +52,7 @@ def test_encode_texts_tokenizes_like_the_reference(encoder_bundle, golden):
 
 @pytest.mark.slow
 def test_encode_texts_is_order_independent(encoder_bundle, golden):
-    from verify.encode import BundleEncoder
+    from inference.encode import BundleEncoder
 
     texts = golden.info["texts"]
     encoder = BundleEncoder(encoder_bundle)
@@ -64,7 +64,7 @@ def test_encode_texts_is_order_independent(encoder_bundle, golden):
 
 @pytest.mark.slow
 def test_encode_texts_pads_each_batch_to_its_longest_row(encoder_bundle, golden):
-    from verify.encode import BundleEncoder
+    from inference.encode import BundleEncoder
 
     texts = golden.info["texts"]
     batches = BundleEncoder(encoder_bundle).batches(texts, 7)
@@ -81,7 +81,7 @@ def test_encode_texts_pads_each_batch_to_its_longest_row(encoder_bundle, golden)
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [0, 65])
 def test_encode_texts_keeps_to_the_contract_batch_range(encoder_bundle, batch_size):
-    from verify.encode import encode_texts
+    from inference.encode import encode_texts
 
     with pytest.raises(ValueError, match="outside the contract range 1..64"):
         encode_texts(encoder_bundle, ["a text"], batch_size=batch_size)
@@ -89,7 +89,7 @@ def test_encode_texts_keeps_to_the_contract_batch_range(encoder_bundle, batch_si
 
 @pytest.mark.slow
 def test_encode_texts_truncates_to_256_tokens_and_accepts_no_texts(encoder_bundle):
-    from verify.encode import BundleEncoder
+    from inference.encode import BundleEncoder
 
     encoder = BundleEncoder(encoder_bundle)
     assert len(encoder.token_ids(["word " * 400])[0]) == 256
@@ -97,7 +97,7 @@ def test_encode_texts_truncates_to_256_tokens_and_accepts_no_texts(encoder_bundl
 
 
 def test_encode_texts_refuses_a_core_ml_artifact(tmp_path):
-    from verify.encode import BundleEncoder
+    from inference.encode import BundleEncoder
 
     with pytest.raises(ValueError, match="ONNX artifacts only"):
         BundleEncoder(tmp_path, "coreml-fp32")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verify.mil import ops
+from verify.backends.mil import ops
 
 ROOT = Path(__file__).resolve().parents[1]
 

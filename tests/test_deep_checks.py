@@ -14,7 +14,14 @@ import pytest
 from contracts import ENCODER_V1, PERSONALITY_V1
 from tests.helpers import failing_checks, rehash_manifest, run_verify
 from verify.graph import OpLine, artifact_signature, first_difference, signature_path
-from verify.mutants import (
+from verify.self_golden import (
+    SelfGolden,
+    check_self_golden,
+    environment_id,
+    read_self_golden,
+    self_golden_path,
+)
+from verify.selftest.mutants import (
     edit_coreml_blob,
     edit_coreml_spec,
     edit_onnx_initializer,
@@ -22,13 +29,6 @@ from verify.mutants import (
     perturb_onnx_initializer,
     scale_onnx_initializers,
     scaled,
-)
-from verify.self_golden import (
-    SelfGolden,
-    check_self_golden,
-    environment_id,
-    read_self_golden,
-    self_golden_path,
 )
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ from contracts import ENCODER_V1, PERSONALITY_V1, ArtifactSpec, Contract
 from contracts import strategies as cst
 from contracts.schema import UPDATABLE_KEY
 from contracts.strategies import TokenLayout, float_rows
+from verify.backends.runners import InputContractError, Runner
 from verify.compare import METRICS, within
-from verify.runners import InputContractError, Runner
 
 ENCODER, PERSONALITY = ENCODER_V1, PERSONALITY_V1
 ENC_BATCH, PM_BATCH = ENCODER.batch, PERSONALITY.batch
@@ -73,7 +73,7 @@ def compute_precision(artifact: ArtifactSpec) -> str:
 
 
 def _make_runner(contract: Contract, key: str, bundle) -> Runner:
-    from verify.runners import (
+    from verify.backends.runners import (
         NativeCoreMLRunner,
         OnnxRunner,
         coreml_backend,
@@ -82,7 +82,7 @@ def _make_runner(contract: Contract, key: str, bundle) -> Runner:
     )
 
     if key == UPDATABLE_KEY:
-        from verify.head import PipelineMILRunner
+        from verify.backends.head import PipelineMILRunner
 
         path = bundle / contract.training.filename
         backend = coreml_backend(None, native_coreml_available())

@@ -126,7 +126,7 @@ def test_oversized_contract(copy_bundle, capsys, tmp_path):
 
 
 def test_nan_in_an_artifacts_output(copy_bundle, capsys, tmp_path):
-    from verify.mutants import edit_onnx_initializer
+    from verify.selftest.mutants import edit_onnx_initializer
 
     bundle = copy_bundle("personality_v1")
 

@@ -1,4 +1,4 @@
-"""The numpy ML Program executor (verify.mil): per-op semantics, real programs, tamper detection."""
+"""The numpy ML Program executor (verify.backends.mil): per-op semantics, real programs, tamper detection."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from coremltools.converters.mil import Builder as mb  # noqa: N813 - the name co
 from coremltools.converters.mil.mil import types
 from coremltools.converters.mil.mil.ops.defs._utils import compute_gather
 
-from verify.mil import REGISTRY, MILExecutionError, MILProgramExecutor, OpContext, UnsupportedOpError
-from verify.mil.ops import IOS16, IOS17, IOS18
+from verify.backends.mil import REGISTRY, MILExecutionError, MILProgramExecutor, OpContext, UnsupportedOpError
+from verify.backends.mil.ops import IOS16, IOS17, IOS18
 
 ATOL = 1e-5
 RNG = np.random.default_rng(20240601)

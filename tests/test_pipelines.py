@@ -14,7 +14,7 @@ from golden.generate import load_corpus
 from tests.helpers import failing_checks, rehash_manifest, run_verify
 from verify.audit import CosineStats, knn_recall
 from verify.corpus import CorpusError, chunked, count_texts, read_texts
-from verify.mutants import rerecord
+from verify.selftest.mutants import rerecord
 
 PIPELINE = PIPELINES["text_to_personality"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from contracts import ENCODER_V1, PERSONALITY_V1
-from verify.runners import InputContractError, check_inputs, coreml_backend, native_coreml_available
+from verify.backends.runners import InputContractError, check_inputs, coreml_backend, native_coreml_available
 
 
 def test_mil_executor_where_the_runtime_is_absent():

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import run_verify
-from verify.mutants import MUTANTS, Mutant
+from verify.selftest.mutants import MUTANTS, Mutant
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_mutant_is_caught_by_its_check(bundles, verified):
-    from verify.selftest import self_test
+    from verify.selftest.run import self_test
 
     clean = verified[3]  # the full verification the report tests made of the same bundles
     result = self_test([bundles / "encoder_v1", bundles / "personality_v1"], clean=clean)
@@ -49,10 +49,10 @@ def test_required_mutants_are_present():
 
 
 def test_a_surviving_mutant_fails_the_self_test(bundles, capsys, monkeypatch):
-    import verify.selftest
+    import verify.selftest.run
 
     harmless = Mutant("touch nothing", "personality_v1", "manifest", lambda bundle: None, numerics=False)
-    monkeypatch.setattr(verify.selftest, "MUTANTS", (harmless,))
+    monkeypatch.setattr(verify.selftest.run, "MUTANTS", (harmless,))
     code, out, _ = run_verify(capsys, bundles / "personality_v1", "--self-test")
     assert code == 1
     assert "0/1 mutants caught" in out and "survived" in out
@@ -60,12 +60,12 @@ def test_a_surviving_mutant_fails_the_self_test(bundles, capsys, monkeypatch):
 
 def test_a_catch_by_another_check_fails_the_self_test(bundles, capsys, monkeypatch):
     """The intended check may be broken while another one catches the mutant: not a pass."""
-    import verify.selftest
-    from verify.mutants import MUTANTS
+    import verify.selftest.run
+    from verify.selftest.mutants import MUTANTS
 
     stale = next(m for m in MUTANTS if m.expected == "golden" and m.contract == "personality_v1")
     mislabelled = Mutant(stale.name, stale.contract, "manifest", stale.apply, numerics=False)
-    monkeypatch.setattr(verify.selftest, "MUTANTS", (mislabelled,))
+    monkeypatch.setattr(verify.selftest.run, "MUTANTS", (mislabelled,))
     code, out, _ = run_verify(capsys, bundles / "personality_v1", "--self-test")
     assert code == 1
     assert "1/1 mutants caught, 0 by the check meant for them" in out and "caught by another check" in out

@@ -15,7 +15,7 @@ from golden.store import PERSONALIZATION_STEM, read_golden
 from reference.personality import load_personality
 from reference.personalization import multi_hot_targets, personalize
 from tests.helpers import edit_coreml_spec, rehash_manifest, run_verify, verify_fails_with
-from verify.mutants import add_extra_updatable_layer, head_layer
+from verify.selftest.mutants import add_extra_updatable_layer, head_layer
 
 TRAINING = PERSONALITY_V1.training
 UPDATABLE = TRAINING.filename

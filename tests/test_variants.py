@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import rehash_manifest
 from tests.test_verify import verify_fails_with
-from verify.mutants import edit_onnx_initializer
+from verify.selftest.mutants import edit_onnx_initializer
 
 pytestmark = pytest.mark.slow
 

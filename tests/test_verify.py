@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from tests.helpers import edit_coreml_spec, failing_checks, rehash_manifest, run_verify, verify_fails_with
-from verify.mutants import (
+from verify.selftest.mutants import (
     edit_onnx_initializer,
     perturb_onnx_initializer,
     rerecord,

@@ -220,7 +220,7 @@ def run_audit(
     progress: Callable[[int], None] = lambda texts: None,
 ) -> tuple[list[CheckResult], int]:
     """Stream ``blocks`` (lists of texts) through the plan; one CheckResult per entry."""
-    from verify.encode import token_batches
+    from verify.tokenization import token_batches
 
     def entries(keys, name: Callable, bounds: Callable, cosine: bool, decisions: bool) -> dict:
         made = {}
@@ -356,8 +356,8 @@ def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]
     """The plan for the first pipeline whose first model is among ``bundles``, and the encoder's
     tokenizer. Raises ValueError when no encoder bundle (or its fp32 ONNX reference) is given."""
     from contracts import PIPELINES
-    from verify.encode import load_tokenizer
-    from verify.runners import OnnxRunner, coreml_runner
+    from verify.backends.runners import OnnxRunner, coreml_runner
+    from verify.tokenization import load_tokenizer
 
     by_name = {b.registered.name: b for b in bundles}
     pipeline = next((p for p in PIPELINES.values() if p.contracts[0] in by_name), None)

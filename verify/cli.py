@@ -18,7 +18,7 @@ from contracts.project import (
     add_project_arguments,
     locate_project,
 )
-from verify.runners import COMPUTE_UNITS
+from verify.backends.runners import COMPUTE_UNITS
 
 EXIT_OK, EXIT_VIOLATION, EXIT_UNUSABLE = 0, 1, 2
 
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
 
     from contracts.schema import UPDATABLE_KEY
+    from verify.backends.runners import native_coreml_available
     from verify.bundle import find_bundles
-    from verify.report import print_table, print_worst_texts, summary_line
+    from verify.reports.report import print_table, print_worst_texts, summary_line
     from verify.result import UnusableInput
-    from verify.runners import native_coreml_available
     from verify.verifier import VerifyOptions, verify_paths
 
     if args.compute_units and not native_coreml_available():
@@ -236,9 +236,9 @@ def _self_test(paths: list[Path]) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from verify.report import summary_line
+    from verify.reports.report import summary_line
     from verify.result import UnusableInput
-    from verify.selftest import self_test
+    from verify.selftest.run import self_test
 
     console = Console(width=160 if not sys.stdout.isatty() else None)
     try:
@@ -270,7 +270,7 @@ def _self_test(paths: list[Path]) -> int:
 
 def _writers(args: argparse.Namespace) -> dict:
     """Report files asked for, each with its writer."""
-    from verify import junit, markdown, report, visual
+    from verify.reports import junit, markdown, report, visual
 
     chosen = {
         args.json: report.write_json,

@@ -10,10 +10,10 @@ import numpy as np
 
 from contracts import ArtifactSpec, Contract, TensorSpec
 from golden.store import Golden
+from verify.backends.runners import OnnxRunner, Runner, coreml_runner
 from verify.bundle import Bundle
 from verify.checks.numerics import run_goldens
 from verify.compare import METRICS, statistics, within
-from verify.runners import OnnxRunner, Runner, coreml_runner
 
 IDENTICAL, WITHIN, BREAKING = "identical", "within tolerance", "breaking"
 NEIGHBOURS = 5

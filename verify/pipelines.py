@@ -16,9 +16,9 @@ import numpy as np
 from contracts import Bound, OutputTolerance, PipelineContract
 from contracts.pipeline import combination_key
 from golden.store import Golden
+from verify.backends.runners import Runner
 from verify.checks.numerics import RunsByBatch, judge, run_goldens
 from verify.result import CheckResult, failed, skipped
-from verify.runners import Runner
 
 
 @dataclass

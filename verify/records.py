@@ -7,8 +7,8 @@ from pathlib import Path
 
 from contracts import ArtifactSpec, Contract
 from golden.store import Golden
+from verify.backends.runners import OnnxRunner, coreml_runner
 from verify.graph import artifact_signature, signature_path, write_signature
-from verify.runners import OnnxRunner, coreml_runner
 from verify.self_golden import record_self_golden, self_golden_path, write_self_golden
 
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from contracts import ArtifactSpec, Contract
 from golden.store import Golden
+from verify.backends.runners import Runner
 from verify.result import CheckResult, failed, skipped
-from verify.runners import Runner
 
 SELF_GOLDEN_DIR = "golden/self"
 SELF_GOLDEN_BATCH = 1

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from contracts import PIPELINES, PipelineContract
 from contracts.schema import UPDATABLE_KEY
+from verify.backends.runners import OnnxRunner, Runner, coreml_runner
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -28,7 +29,6 @@ from verify.checks.tokenizer import check_tokenizer
 from verify.checks.updatable import check_updatable
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
 from verify.result import CheckResult, failed, skipped, verdict
-from verify.runners import OnnxRunner, Runner, coreml_runner
 from verify.self_golden import (
     SELF_GOLDEN_BATCH,
     SelfGolden,

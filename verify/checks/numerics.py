@@ -8,9 +8,9 @@ import numpy as np
 
 from contracts import ArtifactSpec, Bound, Contract
 from golden.store import Golden
+from verify.backends.runners import Runner
 from verify.compare import METRICS, budget_used, error_histogram, statistics, within
 from verify.result import CheckResult, failed, verdict
-from verify.runners import Runner
 
 
 def length_order(golden: Golden) -> np.ndarray:

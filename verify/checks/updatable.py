@@ -11,14 +11,14 @@ from contracts import ArtifactSpec, Contract
 from contracts.schema import UPDATABLE_KEY as KEY
 from contracts.schema import OnDeviceTraining
 from golden.store import PERSONALIZATION_STEM, Golden, GoldenError, read_golden
+from verify.backends.head import PipelineMILRunner, declared_sgd, inner_product, replay_update
+from verify.backends.runners import NativeCoreMLRunner, coreml_backend, native_coreml_available
 from verify.bundle import Bundle
 from verify.checks.coreml_structure import array_problems, load_spec
 from verify.checks.integrity import stale_golden_problems
 from verify.checks.metadata import check_metadata
 from verify.checks.numerics import check_numerics
-from verify.head import PipelineMILRunner, declared_sgd, inner_product, replay_update
 from verify.result import CheckResult, failed, skipped, verdict
-from verify.runners import NativeCoreMLRunner, coreml_backend, native_coreml_available
 
 
 def check_pipeline_structure(contract: Contract, spec) -> CheckResult:
@@ -258,12 +258,12 @@ def check_updatable(
 def check_on_device_update(
     contract: Contract, path: Path, personalization: Golden | None, backend: str
 ) -> CheckResult:
-    """On macOS, run an MLUpdateTask on the golden training set (verify/macos/personalize.swift)."""
+    """On macOS, run an MLUpdateTask on the golden training set (verify/backends/macos/personalize.swift)."""
     name = f"{KEY}/on-device-update"
     if backend == "mil":
         return skipped(name, "needs macOS: Core ML compiles and updates models only there")
     if personalization is None:
         return skipped(name, "no usable personalization golden")
-    from verify.macos import run_update_task
+    from verify.backends.macos import run_update_task
 
     return run_update_task(name, path, personalization, contract)

@@ -4,7 +4,7 @@ The ``.mlpackage`` is read with coremltools' milproto loader into a pymil ``Prog
 weights become numpy arrays), every op of the main function is checked against the op
 registry at load time, consts and ``constexpr_*`` weights (affine / block-wise dequantisation,
 LUT palettes) are materialised once, and each :meth:`MILProgramExecutor.run` walks the ops in
-program order with the numpy functions in :mod:`verify.mil.ops`.
+program order with the numpy functions in :mod:`verify.backends.mil.ops`.
 
 Numerics, and how they differ from a real device
 ------------------------------------------------
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from verify.mil import ops as _ops
-from verify.mil.errors import MILExecutionError, UnsupportedOpError
+from verify.backends.mil import ops as _ops
+from verify.backends.mil.errors import MILExecutionError, UnsupportedOpError
 
 _CONST_OPS = frozenset({"const"})
 
@@ -90,7 +90,7 @@ def _shape_ok(declared: tuple, actual: tuple) -> bool:
 class MILProgramExecutor:
     """Evaluate the main function of a Core ML ML Program (``.mlpackage``) with numpy.
 
-    ``registry`` overrides the op registry (default :data:`verify.mil.ops.REGISTRY`);
+    ``registry`` overrides the op registry (default :data:`verify.backends.mil.ops.REGISTRY`);
     ``submodel`` picks one model of a Pipeline package.
     Raises :class:`UnsupportedOpError` at construction if any op has no implementation.
     """

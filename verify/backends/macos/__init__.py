@@ -34,7 +34,7 @@ def run_update_task(name: str, path: Path, personalization: Golden, contract) ->
         "target_name": training.target,
         "output": contract.output("logits").name,
     }
-    script = resources.files("verify.macos") / "personalize.swift"
+    script = resources.files("verify.backends.macos") / "personalize.swift"
     with tempfile.TemporaryDirectory() as scratch:
         request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
         request_path.write_text(json.dumps(request))

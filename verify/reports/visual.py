@@ -10,7 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from verify.compare import METRICS
-from verify.report import summary_line
+from verify.reports.report import summary_line
 from verify.result import FAIL, PASS, SKIP, CheckResult
 from verify.verifier import BundleReport
 

@@ -1,7 +1,7 @@
 """Print the measured error of every artifact beside its contract bound, as Markdown.
 
     verify-contract artifacts --json report.json
-    python -m verify.tolerance_table report.json
+    python -m verify.reports.tolerance_table report.json
 
 The measured value is the tightest bound that would have passed; budget is measured/limit
 for errors and (1 - measured)/(1 - limit) for agreement metrics.
@@ -39,7 +39,7 @@ def rows(report: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
-        print("usage: python -m verify.tolerance_table REPORT.json", file=sys.stderr)
+        print("usage: python -m verify.reports.tolerance_table REPORT.json", file=sys.stderr)
         return 2
     print("\n".join(rows(json.loads(Path(args[0]).read_text()))))
     return 0

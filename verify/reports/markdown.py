@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from verify.report import summary_line
+from verify.reports.report import summary_line
 from verify.result import FAIL, PASS, SKIP
 from verify.verifier import BundleReport
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import Contract
-from verify.runners import Runner
+from verify.backends.runners import Runner
 
 _HEAD_LAYERS = ("innerProduct", "activation")
 
@@ -59,7 +59,7 @@ class PipelineMILRunner(Runner):
     def __init__(self, contract: Contract, path: Path) -> None:
         import coremltools as ct
 
-        from verify.mil import MILProgramExecutor
+        from verify.backends.mil import MILProgramExecutor
 
         super().__init__(contract)
         spec = ct.utils.load_spec(str(path))

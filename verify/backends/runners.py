@@ -104,7 +104,7 @@ class NativeCoreMLRunner(Runner):
 
 class MILRunner(Runner):
     def __init__(self, contract: Contract, path: Path) -> None:
-        from verify.mil import MILProgramExecutor
+        from verify.backends.mil import MILProgramExecutor
 
         super().__init__(contract)
         self.executor = MILProgramExecutor(path)

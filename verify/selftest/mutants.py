@@ -278,8 +278,8 @@ def moved_embedding_space(bundle: Path, relative: float = 1e-3) -> None:
     left as it was: the golden embeddings move (here: each weight x(1 ± 1e-3) through the fp32
     ONNX, which becomes the goldens' embedding) while every hash the manifest records is fresh."""
     from golden.store import read_golden, write_golden
+    from verify.backends.runners import OnnxRunner
     from verify.checks.numerics import run_goldens
-    from verify.runners import OnnxRunner
 
     golden = read_golden(bundle / "golden")
     contract = _contract_of(bundle)

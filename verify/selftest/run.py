@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verify.bundle import Bundle, open_bundle
-from verify.mutants import MUTANTS, Mutant, rehash_manifest
+from verify.selftest.mutants import MUTANTS, Mutant, rehash_manifest
 from verify.verifier import BundleReport, VerifyOptions, verify_bundle, verify_paths
 
 
