@@ -245,6 +245,20 @@ class Contract:
         return self.training.updatable if self.training else ()
 
     @property
+    def training_spec(self) -> OnDeviceTraining:
+        """``training``, for code that runs only on contracts that declare on-device training."""
+        if self.training is None:
+            raise ContractError(f"contract {self.name} declares no on-device training")
+        return self.training
+
+    @property
+    def tokenizer_spec(self) -> TokenizerSpec:
+        """``tokenizer``, for code that runs only on contracts that ship one."""
+        if self.tokenizer is None:
+            raise ContractError(f"contract {self.name} ships no tokenizer")
+        return self.tokenizer
+
+    @property
     def batch(self) -> Dim:
         return self.inputs[0].shape[0]
 
@@ -336,9 +350,11 @@ _TRAINING_NESTED = (
 
 def _training(data: dict[str, Any]) -> OnDeviceTraining:
     tuples = ("learning_rate_range", "mini_batch_sizes", "epoch_choices")
+    plain: dict[str, Any] = {k: v for k, v in data.items() if k not in {*_TRAINING_NESTED, *tuples}}
+    as_tuples: dict[str, Any] = {k: tuple(data[k]) for k in tuples}
     return OnDeviceTraining(
-        **{k: v for k, v in data.items() if k not in {*_TRAINING_NESTED, *tuples}},
-        **{k: tuple(data[k]) for k in tuples},
+        **plain,
+        **as_tuples,
         features=_tensor(data["features"]),
         probabilities=_tensor(data["probabilities"]),
         parameters=tuple(UpdatableParameter(**{**p, "shape": tuple(p["shape"])}) for p in data["parameters"]),

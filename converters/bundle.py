@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -159,14 +160,10 @@ def build_bundle(recipe: Recipe, prepared: Prepared, final: Path, options: Build
         info = {**info, **golden_provenance(contract, prepared.facts)}
         steps.run("golden vectors", lambda: write_golden(staging / "golden", tensors, info))
         for artifact in artifacts:
-            steps.run(
-                f"{artifact.key} → {artifact.filename}",
-                lambda a=artifact: _write_artifact(
-                    a, prepared.module, recipe, prepared.example, staging, metadata
-                ),
-            )
+            write_artifact = partial(_write_artifact, artifact, prepared.module, recipe, prepared.example)
+            steps.run(f"{artifact.key} → {artifact.filename}", partial(write_artifact, staging, metadata))
         for label, write in prepared.extras:
-            steps.run(label, lambda write=write: write(staging))
+            steps.run(label, partial(write, staging))
 
         def support_files() -> None:
             (staging / "contract.json").write_text(contract.to_json())

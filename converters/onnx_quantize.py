@@ -199,11 +199,12 @@ def _weight_groups(graph) -> dict[str, list]:
     return groups
 
 
-def _ffn_up(graph, act: str):
+def _ffn_up(graph, act: str) -> tuple[Any, Any, list[Any]] | None:
     """If ``act`` = activation(MatMul(x, W) + b): (that MatMul, the bias Add, the activation's
     nodes in order); else None."""
     inits = {t.name for t in graph.initializer}
-    chain, pending = [], [act]
+    chain: list[Any] = []
+    pending = [act]
     while pending and len(chain) < 8:
         node = _producer(graph, pending.pop())
         if node is None or node in chain:

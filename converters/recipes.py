@@ -69,7 +69,7 @@ class Recipe:
     load: Callable[[Inputs], Any]
     #: Goldens and bundle facts: (loaded reference, inputs, prepared upstream models, formats).
     prepare: Callable[[Any, Inputs, dict[str, Prepared], tuple[str, ...]], Prepared]
-    onnx_int8: Callable[[Path, Path], None]  # quantize(fp32_path, out_path)
+    onnx_int8: Callable[[Path, Path], object]  # quantize(fp32_path, out_path)
     #: Weights kept in float when the Core ML weights go to 8-bit.
     coreml_int8_float_weights: Callable[[torch.nn.Module], tuple[np.ndarray, ...]] = lambda module: ()
 
@@ -109,8 +109,8 @@ def _prepare_encoder(
 
 
 def _encoder_float_weights(module: torch.nn.Module) -> tuple[np.ndarray, ...]:
-    weights = [layer.output.dense.weight for layer in module.bert.encoder.layer]  # type: ignore[union-attr]
-    weights.append(module.head.projection.weight)  # type: ignore[union-attr]
+    weights = [layer.output.dense.weight for layer in module.bert.encoder.layer]
+    weights.append(module.head.projection.weight)
     return tuple(w.detach().numpy() for w in weights)
 
 

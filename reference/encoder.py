@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ class EncoderV1(nn.Module):
 @dataclass
 class LoadedEncoder:
     model: EncoderV1
-    tokenizer: object  # transformers.PreTrainedTokenizerFast
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
     minilm_sha256: str
     head_provenance: WeightsProvenance
     tokenizer_dir: Path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -27,8 +28,8 @@ def validate_tokens(tokens: object, source: str = "token list") -> list[str]:
     commas = [i for i, t in enumerate(tokens) if isinstance(t, str) and "," in t]
     if commas:
         problems.append(f"tokens with commas at index {commas[:5]}")
-    seen: set[str] = set()
-    dupes = sorted({t for t in tokens if isinstance(t, str) and (t in seen or seen.add(t))})
+    counts = Counter(t for t in tokens if isinstance(t, str))
+    dupes = sorted(t for t, n in counts.items() if n > 1)
     if dupes:
         problems.append(f"duplicate tokens {dupes[:5]}")
     if problems:

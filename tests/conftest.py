@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, no oversubscription
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from contracts.environment import quiet_libraries  # noqa: E402
 
@@ -33,13 +36,26 @@ def encoder():
     return load_encoder()
 
 
+def shared_directory(tmp_path_factory) -> Path:
+    """This run's temporary directory, shared by its pytest-xdist workers (each has its own below)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory) -> Path:
-    """``artifacts/`` with encoder_v1 and personality_v1, every artifact the contracts list."""
+    """``artifacts/`` with encoder_v1 and personality_v1, every artifact the contracts list: built
+    once per run, by the first worker that needs it; tests break copies of it, never it."""
+    from filelock import FileLock
+
     from converters.bundle import BuildOptions, build_bundles
 
-    output = tmp_path_factory.mktemp("artifacts")
-    build_bundles(output, ("encoder_v1", "personality_v1"), BuildOptions())
+    shared = shared_directory(tmp_path_factory)
+    output, done = shared / "artifacts", shared / "artifacts.done"
+    with FileLock(str(shared / "artifacts.lock")):
+        if not done.exists():
+            build_bundles(output, ("encoder_v1", "personality_v1"), BuildOptions())
+            done.touch()
     return output
 
 
@@ -58,14 +74,28 @@ def copy_bundle(bundles, tmp_path):
 @pytest.fixture(scope="session")
 def verified(bundles, tmp_path_factory):
     """One full ``verify-contract`` of both default bundles, writing every report format: its exit
-    code, stdout, report files and the BundleReports it made (the self-test reuses them)."""
+    code, stdout, report files and the BundleReports it made (the self-test reuses them). Run once
+    per run; pytest-xdist workers share it through a pickle beside the shared bundles."""
+    import pickle
+
+    from filelock import FileLock
+
+    shared = shared_directory(tmp_path_factory)
+    cached = shared / "verified.pickle"
+    with FileLock(str(shared / "verified.lock")):
+        if not cached.exists():
+            cached.write_bytes(pickle.dumps(_verify_default_bundles(bundles, shared / "reports")))
+        return pickle.loads(cached.read_bytes())
+
+
+def _verify_default_bundles(bundles: Path, out: Path):
     import contextlib
     import io
 
     import verify.verifier
     from verify.cli import main
 
-    out = tmp_path_factory.mktemp("reports")
+    out.mkdir()
     files = {
         kind: out / name for kind, name in (("json", "r.json"), ("junit", "r.xml"), ("markdown", "r.md"))
     }
@@ -89,3 +119,9 @@ def verified(bundles, tmp_path_factory):
 def reports(verified):
     code, out, files, _ = verified
     return code, out, files
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need no built bundles first (stable within each group): under pytest-xdist one
+    worker builds the shared bundles while the other runs them, instead of waiting for the build."""
+    items.sort(key=lambda item: "bundles" in item.fixturenames)

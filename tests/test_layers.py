@@ -33,8 +33,5 @@ def test_a_forbidden_import_breaks_them(tmp_path):
     compare.write_text(compare.read_text() + "\nfrom converters import bundle  # noqa: E402, F401\n")
     done = lint_imports(tmp_path)
     assert done.returncode == 1, done.stdout[-3000:]
-    assert (
-        "verify imports no converter, reference, golden generation or inference BROKEN"
-        in done.stdout
-    )
+    assert "verify imports no converter, reference, golden generation or inference BROKEN" in done.stdout
     assert "verify.compare -> converters.bundle" in done.stdout

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class CosineStats:
     count: int = 0
     total: float = 0.0
     minimum: float = 1.0
-    sketch: object = None  # DDSketch of 1 - cos
+    sketch: Any = None  # DDSketch of 1 - cos
 
     def add(self, cosines: np.ndarray) -> None:
         from ddsketch import DDSketch
@@ -192,7 +193,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
-Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 @dataclass
@@ -202,10 +203,10 @@ class AuditPlan:
 
     encoder: Contract
     embedding_output: str  # the encoder output that pipelines pass on and cosines are taken of
-    encoders: dict[str, Runner]
+    encoders: dict[str, RunFn]
     personality: Contract | None = None
     personality_input: str = ""
-    personalities: dict[str, Runner] = field(default_factory=dict)
+    personalities: dict[str, RunFn] = field(default_factory=dict)
     combinations: dict[tuple[str, ...], dict[str, float]] = field(default_factory=dict)  # -> bounds
     encoder_bounds: dict[str, dict[str, float]] = field(default_factory=dict)
     personality_bounds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -301,19 +302,19 @@ def run_audit(
             entry.keep_worst(flipped + (1.0 - cos), texts, seen, {"flipped": flipped, "cosine": cos})
         seen += len(texts)
         progress(len(texts))
-    entries = [*encoders.values(), *personalities.values(), *pipelines.values()]
+    everything = [*encoders.values(), *personalities.values(), *pipelines.values()]
     reference_rate = seen / reference_seconds if reference_seconds else None
-    return [entry.result(seen, reference_rate) for entry in entries], seen
+    return [entry.result(seen, reference_rate) for entry in everything], seen
 
 
-def _run_batches(runner: Runner, batches, count: int, output: str) -> np.ndarray:
-    result = None
+def _run_batches(runner: RunFn, batches, count: int, output: str) -> np.ndarray:
+    result: np.ndarray | None = None
     for rows, inputs in batches:
         values = runner(inputs)[output]
         if result is None:
             result = np.zeros((count, values.shape[1]), dtype=np.float32)
         result[rows] = values
-    return result
+    return result if result is not None else np.zeros((count, 0), dtype=np.float32)
 
 
 def audit_bounds(bounds, overrides: dict[str, float]) -> dict[str, float]:
@@ -365,8 +366,8 @@ def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]
         raise ValueError("--corpus needs an encoder bundle")
     check_metric_names(request.budgets)
 
-    def runners(bundle) -> dict[str, Runner]:
-        chosen = {}
+    def runners(bundle) -> dict[str, RunFn]:
+        chosen: dict[str, RunFn] = {}
         for artifact in bundle.registered.artifacts:
             if artifact.key != REFERENCE and request.only and artifact.key not in request.only:
                 continue
@@ -375,11 +376,12 @@ def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]
                 if artifact.key == REFERENCE:
                     raise ValueError(f"{bundle.root}: the audit reference {artifact.filename} is missing")
                 continue
-            if artifact.format == "onnx":
-                runner = OnnxRunner(bundle.registered, path)
-            else:
-                runner = coreml_runner(bundle.registered, path, request.compute_units)
-            chosen[artifact.key] = runner.run
+            model = (
+                OnnxRunner(bundle.registered, path)
+                if artifact.format == "onnx"
+                else coreml_runner(bundle.registered, path, request.compute_units)
+            )
+            chosen[artifact.key] = model.run
         return chosen
 
     def bounds(bundle, output: str) -> dict[str, dict[str, float]]:

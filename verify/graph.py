@@ -129,6 +129,7 @@ def _mil_value(value: Any) -> str:
     if field == "strings":
         return repr(list(tensor.strings.values))
     dtype_name = MIL_pb2.DataType.Name(value.type.tensorType.dataType)
+    array: np.ndarray
     if field == "bytes":
         array = np.frombuffer(tensor.bytes.values, dtype=_MIL_DTYPES.get(dtype_name, np.uint8))
     else:

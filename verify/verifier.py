@@ -147,7 +147,7 @@ def check_project_pins(bundle: Bundle, weights: str | None, tokens: str | None) 
 
 
 def _updatable(bundle: Bundle, golden, facts: dict[str, str], options: VerifyOptions) -> list[CheckResult]:
-    filename = bundle.registered.training.filename
+    filename = bundle.registered.training_spec.filename
     try:
         path = bundle.path(filename)
     except ValueError as exc:

@@ -144,9 +144,9 @@ def check_encoder_fingerprint(bundle: Bundle) -> CheckResult:
     manifest = bundle.manifest or {}
     contract = bundle.registered
     try:
-        files = [path for path, _ in contract.tokenizer.files]
+        files = [path for path, _ in contract.tokenizer_spec.files]
         tokenizer = {path.removeprefix("tokenizer/"): sha256_file(bundle.path(path)) for path in files}
-        source = contract.artifact(contract.fingerprint_from)
+        source = contract.artifact(contract.fingerprint_from or "")
         actual = encoder_fingerprint(tokenizer, onnx_weights_digest(bundle.path(source.filename)))
     except Exception as exc:  # a missing or unreadable file; its own checks say more
         return failed("encoder-fingerprint", f"cannot recompute the fingerprint: {type(exc).__name__} {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def run_goldens(runner: Runner, contract: Contract, golden: Golden, batch: int) 
     """All golden rows through ``runner`` in length-sorted batches of ``batch``, in golden order."""
     names = [spec.name for spec in contract.inputs]
     order = length_order(golden)
-    results = {spec.name: [None] * golden.rows for spec in contract.outputs}
+    results: dict[str, list[Any]] = {spec.name: [None] * golden.rows for spec in contract.outputs}
     for start in range(0, golden.rows, batch):
         rows = order[start : start + batch]
         outputs = runner.run(golden.batch(names, rows))

@@ -49,7 +49,7 @@ def _retokenize(bundle: Bundle, golden: Golden) -> list[int]:
     """Rows whose golden input_ids / attention_mask the bundle's tokenizer does not reproduce."""
     from tokenizers import Tokenizer
 
-    spec = bundle.registered.tokenizer
+    spec = bundle.registered.tokenizer_spec
     tokenizer = Tokenizer.from_file(str(bundle.path(spec.load)))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=spec.max_length)

@@ -22,7 +22,7 @@ from verify.result import CheckResult, failed, skipped, verdict
 
 
 def check_pipeline_structure(contract: Contract, spec) -> CheckResult:
-    training = contract.training
+    training = contract.training_spec
     problems = []
     if spec.WhichOneof("Type") != "pipeline":
         return failed(f"{KEY}/structure", f"model type {spec.WhichOneof('Type')} != pipeline")
@@ -165,7 +165,7 @@ def load_personalization(bundle: Bundle) -> tuple[Golden | None, CheckResult]:
         golden = read_golden(bundle.path("golden"), PERSONALIZATION_STEM, same_rows=False)
     except (GoldenError, ValueError) as exc:  # ValueError: a path that is no regular file
         return None, failed(name, str(exc))
-    training = bundle.registered.training
+    training = bundle.registered.training_spec
     problems = []
     wanted = ["embedding", "target", "updated_logits"] + [
         f"{stage}/{p.torch_name}" for stage in ("initial", "updated") for p in training.parameters
@@ -216,7 +216,7 @@ def check_updatable(
 ) -> list[CheckResult]:
     """Every check on the updatable model. ``golden``: the inference goldens, None if unusable."""
     contract = bundle.registered
-    training = contract.training
+    training = contract.training_spec
     try:
         spec = load_spec(path)
     except Exception as exc:  # coremltools raises bare Exceptions for corrupt packages

@@ -19,14 +19,8 @@ def to_junit(reports: list[BundleReport]) -> ET.ElementTree:
             "skipped": sum(c.status == SKIP for c in report.checks),
         }
         seconds = sum(sum(c.details.get("seconds", {}).values()) for c in report.checks)
-        suite = ET.SubElement(
-            root,
-            "testsuite",
-            name=f"{report.contract} ({report.path})",
-            errors="0",
-            time=f"{seconds:.3f}",
-            **{k: str(v) for k, v in counts.items()},
-        )
+        attributes = {"name": f"{report.contract} ({report.path})", "errors": "0", "time": f"{seconds:.3f}"}
+        suite = ET.SubElement(root, "testsuite", {**attributes, **{k: str(v) for k, v in counts.items()}})
         for check in report.checks:
             case = ET.SubElement(suite, "testcase", classname=report.contract, name=check.name)
             if check.status == FAIL:

@@ -314,7 +314,8 @@ def inverse(ctx: OpContext, x: np.ndarray, epsilon: Any = 1e-4) -> np.ndarray:
     return np.reciprocal(x + np.asarray(epsilon, x.dtype))
 
 
-for _name, _fn in {"abs": np.abs, "square": np.square, "logical_not": np.logical_not}.items():
+_UNARY: dict[str, Any] = {"abs": np.abs, "square": np.square, "logical_not": np.logical_not}
+for _name, _fn in _UNARY.items():
     register(_name)((lambda f: lambda ctx, x: f(x))(_fn))
 
 
@@ -344,14 +345,15 @@ def _l2(x: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
     return np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims))
 
 
-for _name, _fn in {
+_REDUCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "reduce_sum": np.sum,
     "reduce_mean": np.mean,
     "reduce_max": np.max,
     "reduce_min": np.min,
     "reduce_l2_norm": _l2,
-}.items():
-    register(_name)(_reduction(_fn))
+}
+for _name, _reduce in _REDUCTIONS.items():
+    register(_name)(_reduction(_reduce))
 
 
 def _arg_reduction(fn: Callable[..., np.ndarray]) -> OpFn:
@@ -460,7 +462,7 @@ def layer_norm(
 ) -> np.ndarray:
     """(x - mean) / sqrt(var + epsilon) * gamma + beta over ``axes`` (default: all), biased variance."""
     rank = x.ndim
-    red = _axes(axes, rank) if axes is not None else tuple(range(rank))
+    red = _axes(axes, rank) or tuple(range(rank))
     centered = x - np.mean(x, axis=red, keepdims=True)
     var = np.mean(np.square(centered), axis=red, keepdims=True)
     var += np.asarray(epsilon, var.dtype)
@@ -499,10 +501,10 @@ def transpose(ctx: OpContext, x: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 @register("expand_dims", upcast=False)
 def expand_dims(ctx: OpContext, x: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    axes = [int(a) for a in np.atleast_1d(axes)]
-    out_rank = x.ndim + len(axes)
+    axes_list = [int(a) for a in np.atleast_1d(axes)]
+    out_rank = x.ndim + len(axes_list)
     shape = list(x.shape)
-    for a in sorted(_axis(a, out_rank) for a in axes):
+    for a in sorted(_axis(a, out_rank) for a in axes_list):
         shape.insert(a, 1)
     return np.reshape(x, shape)
 
@@ -537,10 +539,10 @@ def concat(ctx: OpContext, values: tuple[np.ndarray, ...], axis: Any, interleave
 
 @register("tile", upcast=False)
 def tile(ctx: OpContext, x: np.ndarray, reps: np.ndarray) -> np.ndarray:
-    reps = [int(r) for r in np.atleast_1d(reps)]
-    if len(reps) != x.ndim:
-        raise ValueError(f"tile: len(reps)={len(reps)} != rank {x.ndim}")
-    return np.tile(x, reps)
+    counts = [int(r) for r in np.atleast_1d(reps)]
+    if len(counts) != x.ndim:
+        raise ValueError(f"tile: len(reps)={len(counts)} != rank {x.ndim}")
+    return np.tile(x, counts)
 
 
 @register("select", upcast=False)
