@@ -143,3 +143,53 @@ def test_every_declared_pipeline_is_reported_and_passes(reports):
         assert set(check["details"]["bounds"]) >= {"flip_rate", "top10_overlap", "sigmoid_max_abs"}
         assert set(check["details"]["per_batch"]) == {"1", "7", "64"}
     assert checks["pipeline/reference"]["status"] == "pass"
+
+
+# --------------------------------------------------------------------------------------------
+# SNR and PSNR (issue 15, item 3)
+# --------------------------------------------------------------------------------------------
+
+
+def test_snr_and_psnr_agree_with_coremltools():
+    """The same definitions as coremltools' compute_snr_and_psnr (on flattened values, where its
+    eps terms are negligible)."""
+    import numpy as np
+    from coremltools.models.ml_program.experimental.debugging_utils import compute_snr_and_psnr
+
+    from verify.compare import METRICS
+
+    rng = np.random.default_rng(3)
+    expected = rng.standard_normal((16, 64))
+    for scale in (1e-1, 1e-2, 1e-3):
+        actual = expected + scale * rng.standard_normal(expected.shape)
+        snr, psnr = compute_snr_and_psnr(actual.ravel(), expected.ravel())
+        assert METRICS["snr_db"].compute(actual, expected) == pytest.approx(snr, abs=0.01)
+        assert METRICS["psnr_db"].compute(actual, expected) == pytest.approx(psnr, abs=0.01)
+
+
+def test_a_degraded_output_falls_below_the_peer_gates():
+    import numpy as np
+
+    from contracts import Bound
+    from verify.checks.numerics import judge
+    from verify.compare import PSNR_PEER_GATES
+
+    expected = np.random.default_rng(4).standard_normal((8, 32)).astype(np.float32)
+    bounds = (Bound("max_abs", 1.0),)
+    clean = judge("x/numerics[y]", {1: expected.copy()}, expected, bounds)
+    noisy = judge("x/numerics[y]", {1: expected + 0.1 * expected.std()}, expected, bounds)
+    assert clean.details["psnr_db"] > 250 and all(clean.details["peer_gates"].values())
+    assert noisy.details["psnr_db"] < 35 and not any(noisy.details["peer_gates"].values())
+    assert len(noisy.details["peer_gates"]) == len(PSNR_PEER_GATES) and "PSNR" in noisy.message
+
+
+def test_every_numerics_check_reports_psnr_and_the_table_shows_it(reports):
+    from verify.reports.tolerance_table import psnr_rows
+
+    _, _, files = reports
+    report = json.loads(files["json"].read_text())
+    numerics = [c for b in report["bundles"] for c in b["checks"] if "/numerics[" in c["name"]]
+    assert numerics and all(c["details"]["psnr_db"] is not None for c in numerics)
+    fp32 = [c["details"]["psnr_db"] for c in numerics if "-fp32/" in c["name"]]
+    assert min(fp32) > 60, fp32  # fp32 artifacts clear even the strictest peer gate
+    assert len(psnr_rows(report)) == 2 + len(numerics)

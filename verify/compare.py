@@ -34,6 +34,41 @@ def _top_k_overlap(actual: np.ndarray, expected: np.ndarray, k: int = 10) -> flo
     return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(top_a, top_e, strict=True)]))
 
 
+#: Noise energy floor of SNR and PSNR: identical outputs read about 300 dB, not infinity.
+_NOISE_FLOOR = 1e-30
+
+
+def _noise_energy(actual: np.ndarray, expected: np.ndarray) -> float:
+    return max(
+        float(np.mean(np.square(actual.astype(np.float64) - expected.astype(np.float64)))), _NOISE_FLOOR
+    )
+
+
+def _snr_db(actual: np.ndarray, expected: np.ndarray) -> float:
+    """10 log10(mean signal² / mean noise²) over all values, as coremltools' ``compute_snr_and_psnr``."""
+    signal = float(np.mean(np.square(expected.astype(np.float64))))
+    return float(10 * np.log10(signal / _noise_energy(actual, expected)))
+
+
+def _psnr_db(actual: np.ndarray, expected: np.ndarray) -> float:
+    """10 log10(max signal² / mean noise²) over all values, as coremltools' ``compute_snr_and_psnr``."""
+    peak = float(np.max(np.square(expected.astype(np.float64))))
+    return float(10 * np.log10(peak / _noise_energy(actual, expected)))
+
+
+#: PSNR gates peers state (label, dB): where each artifact stands against them is reported.
+PSNR_PEER_GATES: tuple[tuple[str, float], ...] = (
+    ("coremltools bisect_model warns below", 35.0),
+    ("ml-stable-diffusion refuses below", 35.0),
+    ("ml-ane-transformers asserts above", 60.0),
+)
+
+
+def peer_gates(psnr_db: float) -> dict[str, bool]:
+    """Whether ``psnr_db`` clears each peer's PSNR gate."""
+    return {f"{label} {limit:g} dB": psnr_db >= limit for label, limit in PSNR_PEER_GATES}
+
+
 @dataclass(frozen=True)
 class Metric:
     direction: str  # "<=" or ">="
@@ -62,6 +97,8 @@ METRICS: dict[str, Metric] = {
         "<=", lambda a, e: float(np.mean((a > 0) != (e > 0))), "share of sigmoid decisions at 0.5 flipped"
     ),
     "top10_overlap": Metric(">=", _top_k_overlap, "mean overlap of the 10 highest logits"),
+    "snr_db": Metric(">=", _snr_db, "signal-to-noise ratio over all values, dB"),
+    "psnr_db": Metric(">=", _psnr_db, "peak signal-to-noise ratio over all values, dB"),
     "max_norm_error": Metric(
         "<=",
         lambda a, e: float(np.abs(np.linalg.norm(a.astype(np.float64), axis=1) - 1.0).max()),
@@ -70,7 +107,7 @@ METRICS: dict[str, Metric] = {
 }
 
 #: Statistics shown for every output whatever its bounds.
-REPORTED = ("max_abs", "p99_abs", "max_rel", "min_cosine", "mean_cosine")
+REPORTED = ("max_abs", "p99_abs", "max_rel", "min_cosine", "mean_cosine", "snr_db", "psnr_db")
 
 
 def statistics(actual: np.ndarray, expected: np.ndarray, extra: tuple[str, ...] = ()) -> dict[str, float]:

@@ -10,7 +10,7 @@ import numpy as np
 from contracts import ArtifactSpec, Bound, Contract
 from golden.store import Golden
 from verify.backends.runners import Runner
-from verify.compare import METRICS, budget_used, error_histogram, statistics, within
+from verify.compare import METRICS, budget_used, error_histogram, peer_gates, statistics, within
 from verify.result import CheckResult, failed, verdict
 
 
@@ -83,11 +83,16 @@ def judge(
     summary = ", ".join(
         f"{m} {w['value']:.3g} ({METRICS[m].direction} {w['limit']:g})" for m, w in worst.items()
     )
+    psnr = min((s["psnr_db"] for s in stats.values()), default=None)
+    if psnr is not None:
+        summary += f"; PSNR {psnr:.1f} dB"
     return verdict(
         name,
         problems,
         summary,
         bounds=worst,
+        psnr_db=psnr,
+        peer_gates=peer_gates(psnr) if psnr is not None else {},
         per_batch={str(b): s for b, s in stats.items()},
         histogram=error_histogram(errors),
         **details,
