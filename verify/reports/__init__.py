@@ -1,0 +1,1 @@
+"""Reports of a verification: terminal table, JSON, JUnit, Markdown, HTML, tolerance table."""
