@@ -60,6 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", metavar="KEYS", default="", help="check only these artifacts, e.g. coreml-int8,onnx-int8"
     )
+    parser.add_argument(
+        "--save-outputs",
+        type=Path,
+        metavar="DIR",
+        help="store every artifact's outputs on the goldens, per batch size (safetensors)",
+    )
+    parser.add_argument(
+        "--load-outputs",
+        type=Path,
+        metavar="DIR",
+        help="judge outputs stored by --save-outputs instead of running the artifacts",
+    )
+    parser.add_argument(
+        "--contract-overrides",
+        type=Path,
+        metavar="FILE",
+        help='JSON bounds to judge with: {"encoder_v1": {"onnx-int8": {"embedding": {"min_cosine": 0.999}}}}',
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument(
         "--self-test",
@@ -85,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from verify.bundle import find_bundles
     from verify.reports.report import print_table, print_worst_texts, summary_line
     from verify.result import UnusableInput
+    from verify.runs import read_overrides
     from verify.verifier import VerifyOptions, verify_paths
 
     if args.compute_units and not native_coreml_available():
@@ -109,6 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         return _error("--audit: the project file names no [audit] corpus (or use --corpus FILE)")
     if project is not None and not only and (project.precisions or project.formats):
         only = _built_by(project, keys)
+    if args.load_outputs is not None and not args.load_outputs.is_dir():
+        return _error(f"--load-outputs {args.load_outputs}: no such directory")
+    if args.load_outputs is not None and (args.save_outputs or args.no_numerics or corpus is not None):
+        return _error("--load-outputs judges stored runs: it takes no --save-outputs, --no-numerics or audit")
+    try:
+        overrides = read_overrides(args.contract_overrides, REGISTRY) if args.contract_overrides else {}
+        if args.save_outputs is not None:
+            args.save_outputs.mkdir(parents=True, exist_ok=True)
+    except UnusableInput as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"--save-outputs {args.save_outputs}: {exc.strerror}")
     options = VerifyOptions(
         compute_units=args.compute_units,
         numerics=not args.no_numerics,
@@ -117,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         pipeline_budgets=project.pipeline_budgets if project else {},
         weight_pins={n: f.sha256 for n, f in project.weights.items()} if project else {},
         tokens_pin=project.tokens.sha256 if project and project.tokens else None,
+        save_outputs=args.save_outputs,
+        load_outputs=args.load_outputs,
+        overrides=overrides,
     )
     paths = [bundle for path in targets for bundle in find_bundles(path)]
     if args.self_test:

@@ -22,13 +22,14 @@ from verify.checks.integrity import (
     check_pinning,
     load_golden,
 )
-from verify.checks.numerics import RunsByBatch, check_numerics
+from verify.checks.numerics import RunsByBatch, check_numerics, judge_numerics
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
 from verify.checks.tokenizer import check_tokenizer
 from verify.checks.updatable import check_updatable
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
 from verify.result import CheckResult, failed, skipped, verdict
+from verify.runs import Overrides, load_runs, save_runs, with_overrides
 from verify.self_golden import (
     SELF_GOLDEN_BATCH,
     SelfGolden,
@@ -50,6 +51,9 @@ class VerifyOptions:
     pipeline_budgets: dict[str, float] = field(default_factory=dict)  # project: metric -> limit
     weight_pins: dict[str, str] = field(default_factory=dict)  # project: contract -> weights file sha256
     tokens_pin: str | None = None  # project: tokens file sha256
+    save_outputs: Path | None = None  # store every artifact's golden outputs here (verify/runs.py)
+    load_outputs: Path | None = None  # judge stored outputs instead of running the artifacts
+    overrides: Overrides = field(default_factory=dict)  # bounds to judge with instead of the contract's
 
 
 @dataclass
@@ -154,8 +158,17 @@ def _updatable(bundle: Bundle, golden, facts: dict[str, str], options: VerifyOpt
         return [failed(f"{UPDATABLE_KEY}/present", str(exc))]
     if not path.exists():
         return [failed(f"{UPDATABLE_KEY}/present", f"{filename} missing")]
+    stored = options.load_outputs is not None
     return [check_content(bundle, UPDATABLE_KEY, path)] + check_updatable(
-        bundle, path, facts, golden, options.numerics, options.compute_units
+        bundle,
+        path,
+        facts,
+        golden,
+        options.numerics and not stored,
+        options.compute_units,
+        "stored runs hold no updatable pipeline (--load-outputs)"
+        if stored
+        else "numerics disabled (--no-numerics)",
     )
 
 
@@ -163,19 +176,35 @@ def _numerics(
     artifact, bundle: Bundle, path: Path, golden, options: VerifyOptions, runs: dict[str, RunsByBatch]
 ) -> list[CheckResult]:
     name = f"{artifact.key}/numerics"
-    try:
-        runner = _runner(artifact.format, bundle, path, options)
-    except ImportError as exc:
-        return [skipped(name, f"needs macOS or the MIL executor ({exc})")]
-    except Exception as exc:  # unsupported op, unreadable program, ...
-        return [failed(name, f"{type(exc).__name__}: {exc}")]
-    results = check_numerics(artifact, bundle.registered, golden, runner, runs.setdefault(artifact.key, {}))
+    contract = bundle.registered
+    judged = with_overrides(contract.name, artifact, options.overrides)
+    if options.load_outputs is not None:
+        try:
+            stored = load_runs(options.load_outputs, contract.name, artifact.key)
+        except ValueError as exc:
+            return [failed(name, f"{exc}; save them with --save-outputs")]
+        runs[artifact.key] = stored.runs
+        backend = f"{stored.backend} (stored)"
+        results = judge_numerics(judged, contract, golden, stored.runs, backend)
+    else:
+        try:
+            runner = _runner(artifact.format, bundle, path, options)
+        except ImportError as exc:
+            return [skipped(name, f"needs macOS or the MIL executor ({exc})")]
+        except Exception as exc:  # unsupported op, unreadable program, ...
+            return [failed(name, f"{type(exc).__name__}: {exc}")]
+        results = check_numerics(judged, contract, golden, runner, runs.setdefault(artifact.key, {}))
+        backend = runner.backend
+        if options.save_outputs is not None and runs[artifact.key]:
+            save_runs(options.save_outputs, contract.name, artifact.key, runs[artifact.key], backend)
     try:
         recorded: SelfGolden | str = read_self_golden(bundle.path(self_golden_path(artifact.key)))
     except ValueError as exc:
         recorded = f"no readable self-golden {self_golden_path(artifact.key)} ({exc}); rebuild the bundle"
     batch_one = runs[artifact.key].get(SELF_GOLDEN_BATCH)
-    return results + check_self_golden(artifact, bundle.registered, recorded, batch_one, runner.backend)
+    return results + check_self_golden(
+        artifact, contract, recorded, batch_one, backend.removesuffix(" (stored)")
+    )
 
 
 def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport]:
@@ -237,6 +266,11 @@ def _pipelines(
         results.append(report)
         if not options.numerics:
             report.checks.append(not_checked(pipeline, "numerics disabled (--no-numerics)"))
+            continue
+        if options.load_outputs is not None:
+            report.checks.append(
+                not_checked(pipeline, "stored runs hold each artifact alone (--load-outputs)")
+            )
             continue
         stages = []
         for name in pipeline.contracts:

@@ -106,9 +106,8 @@ def check_numerics(
     runner: Runner,
     runs: RunsByBatch | None = None,
 ) -> list[CheckResult]:
-    """One result per output, judged on the worst batch size; statistics per batch size in details.
-    ``runs``, when given, receives the outputs (pipelines reuse them)."""
-    prefix = f"{artifact.key}/numerics"
+    """Run the artifact on the goldens at every golden batch size, then judge the outputs.
+    ``runs``, when given, receives the outputs (pipelines and ``--save-outputs`` reuse them)."""
     seconds: dict[str, float] = {}
     per_batch: RunsByBatch = {}
     for batch in contract.golden_batch_sizes:
@@ -116,22 +115,43 @@ def check_numerics(
         try:
             per_batch[batch] = run_goldens(runner, contract, golden, batch)
         except Exception as exc:  # a backend failure is a contract violation of this artifact
-            return [failed(prefix, f"{runner.backend} failed at batch {batch}: {type(exc).__name__}: {exc}")]
+            message = f"{runner.backend} failed at batch {batch}: {type(exc).__name__}: {exc}"
+            return [failed(f"{artifact.key}/numerics", message)]
         seconds[str(batch)] = time.perf_counter() - start
     if runs is not None:
         runs.update(per_batch)
+    return judge_numerics(artifact, contract, golden, per_batch, runner.backend, seconds)
+
+
+def judge_numerics(
+    artifact: ArtifactSpec,
+    contract: Contract,
+    golden: Golden,
+    per_batch: RunsByBatch,
+    backend: str,
+    seconds: dict[str, float] | None = None,
+) -> list[CheckResult]:
+    """One result per output, each bound judged on its worst batch size: a pure function of the
+    outputs, the goldens and the artifact's bounds (fresh runs or stored ones)."""
+    missing = [b for b in contract.golden_batch_sizes if b not in per_batch]
+    if missing:
+        return [failed(f"{artifact.key}/numerics", f"no outputs at batch sizes {missing}")]
     results = []
     for spec in contract.outputs:
         tolerance = artifact.tolerance_for(spec.name)
+        name = f"{artifact.key}/numerics[{spec.name}]"
+        if any(spec.name not in outputs for outputs in per_batch.values()):
+            results.append(failed(name, f"no {spec.name} among the outputs"))
+            continue
         results.append(
             judge(
-                f"{prefix}[{spec.name}]",
+                name,
                 {batch: outputs[spec.name] for batch, outputs in per_batch.items()},
                 golden.tensors[spec.name],
                 tolerance.bounds if tolerance else (),
                 spec.unit_norm,
-                backend=runner.backend,
-                seconds=seconds,
+                backend=backend,
+                seconds=seconds or {},
             )
         )
     return results

@@ -213,6 +213,7 @@ def check_updatable(
     golden: Golden | None,
     numerics: bool = True,
     compute_units: str | None = None,
+    numerics_off: str = "numerics disabled (--no-numerics)",
 ) -> list[CheckResult]:
     """Every check on the updatable model. ``golden``: the inference goldens, None if unusable."""
     contract = bundle.registered
@@ -234,7 +235,7 @@ def check_updatable(
         check_metadata(f"{KEY}/metadata", contract, facts, dict(spec.description.metadata.userDefined)),
     ]
     if not numerics:
-        return [*results, skipped(f"{KEY}/numerics", "numerics disabled (--no-numerics)")]
+        return [*results, skipped(f"{KEY}/numerics", numerics_off)]
     if structure.failed:
         return [*results, skipped(f"{KEY}/numerics", "structure check failed; not run")]
     try:
