@@ -42,7 +42,9 @@ def psnr_rows(report: dict) -> list[str]:
 
     gates = sorted({limit for _, limit in PSNR_PEER_GATES})
     lines = [
-        "| bundle | artifact | output | PSNR dB | SNR dB | " + " | ".join(f">= {g:g} dB" for g in gates) + " |",
+        "| bundle | artifact | output | PSNR dB | SNR dB | "
+        + " | ".join(f">= {g:g} dB" for g in gates)
+        + " |",
         "|---|---|---|---|---|" + "---|" * len(gates),
     ]
     for bundle in report["bundles"]:
