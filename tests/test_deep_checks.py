@@ -212,3 +212,31 @@ def test_the_fingerprint_ignores_how_an_exporter_lays_out_weights():
     assert weights_digest([weight, np.ones(5)]) == weights_digest([np.ones(5), weight.T.copy()])
     assert weights_digest([weight]) != weights_digest([weight * (1 + 1e-7)])
     assert weights_digest([weight, np.float32(2.0)]) == weights_digest([weight])  # scalars are not weights
+
+
+def test_fp16_overflow_names_the_first_op_that_made_inf(copy_bundle, capsys, tmp_path):
+    """The head LayerNorm's gamma x 1e4 still fits fp16, but its outputs overflow: the numerics
+    failure names that layer_norm op, found by running the first failing golden row op by op."""
+    bundle = copy_bundle("encoder_v1")
+    edit_coreml_blob(bundle / "encoder_v1.fp16.mlpackage", HEAD_GAMMA, lambda values: values * 1e4)
+    rehash_manifest(bundle, contents=True)
+    report = tmp_path / "r.json"
+    code, out, _ = run_verify(capsys, bundle, "--only", "coreml-fp16", "--json", report)
+    assert code == 1, out[-2000:]
+    checks = {c["name"]: c for b in json.loads(report.read_text())["bundles"] for c in b["checks"]}
+    embedding = checks["coreml-fp16/numerics[embedding]"]
+    assert "NaN or Inf" in embedding["message"] and "first non-finite op: layer_norm" in embedding["message"]
+    op_type, op_name = embedding["details"]["first_nonfinite_op"]
+    assert op_type == "layer_norm" and op_name.startswith("input_")
+    assert checks["coreml-fp16/numerics[sentence_embedding]"]["status"] == "pass"  # before the head
+
+
+def test_a_finite_program_names_no_op(bundles):
+    from golden.store import read_golden
+    from verify.backends.mil import MILProgramExecutor
+    from verify.backends.mil.executor import first_nonfinite_op
+
+    golden = read_golden(bundles / "encoder_v1" / "golden")
+    executor = MILProgramExecutor(bundles / "encoder_v1" / "encoder_v1.fp16.mlpackage")
+    names = [spec.name for spec in ENCODER_V1.inputs]
+    assert first_nonfinite_op(executor, golden.batch(names, np.arange(2))) is None

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from contracts import PIPELINES, PipelineContract
 from contracts.schema import UPDATABLE_KEY
-from verify.backends.runners import OnnxRunner, Runner, coreml_runner
+from verify.backends.runners import MILRunner, OnnxRunner, Runner, coreml_runner
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -130,6 +132,48 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
     return report
 
 
+def _name_nonfinite_op(
+    results: list[CheckResult], runner: MILRunner, contract, golden, runs: RunsByBatch
+) -> list[CheckResult]:
+    """Where an output holds NaN or Inf, run the first such golden row alone, op by op, and name
+    the first op whose output is not finite (fp16 overflow is the classic on-device bug)."""
+    from dataclasses import replace
+
+    from verify.backends.mil.executor import first_nonfinite_op
+
+    if not any(r.failed and "NaN or Inf" in r.message for r in results):
+        return results
+    bad = sorted(
+        {
+            int(row)
+            for outputs in runs.values()
+            for v in outputs.values()
+            for row in np.flatnonzero(~np.isfinite(v).all(axis=tuple(range(1, v.ndim))))
+        }
+    )
+    if not bad:
+        return results
+    names = [spec.name for spec in contract.inputs]
+    try:
+        found = first_nonfinite_op(runner.executor, golden.batch(names, np.array(bad[:1])))
+    except Exception:  # the run's own failure is already reported
+        return results
+    if found is None:
+        return results
+    op_type, op_name = found
+    where = f"first non-finite op: {op_type} {op_name!r} (golden row {bad[0]} alone)"
+    return [
+        replace(
+            r,
+            message=f"{r.message}; {where}",
+            details={**r.details, "first_nonfinite_op": [op_type, op_name]},
+        )
+        if r.failed and "NaN or Inf" in r.message
+        else r
+        for r in results
+    ]
+
+
 def _has_tokens(contract) -> bool:
     return any(m.source == "tokens" for m in contract.metadata)
 
@@ -194,6 +238,8 @@ def _numerics(
         except Exception as exc:  # unsupported op, unreadable program, ...
             return [failed(name, f"{type(exc).__name__}: {exc}")]
         results = check_numerics(judged, contract, golden, runner, runs.setdefault(artifact.key, {}))
+        if isinstance(runner, MILRunner):
+            results = _name_nonfinite_op(results, runner, contract, golden, runs[artifact.key])
         backend = runner.backend
         if options.save_outputs is not None and runs[artifact.key]:
             save_runs(options.save_outputs, contract.name, artifact.key, runs[artifact.key], backend)

@@ -87,6 +87,24 @@ def _shape_ok(declared: tuple, actual: tuple) -> bool:
     return all(not isinstance(d, int | np.integer) or int(d) == a for d, a in pairs)
 
 
+#: Sees each op's outputs: (op type, op name, {output var: array}).
+Observer = Callable[[str, str, dict[str, np.ndarray]], None]
+
+
+def first_nonfinite_op(executor: MILProgramExecutor, inputs: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(op type, op name) of the first op whose output holds NaN or Inf on ``inputs``, the usual
+    place an fp16 overflow starts; None when every op stays finite."""
+    found: list[tuple[str, str]] = []
+
+    def observe(op_type: str, name: str, outputs: dict[str, np.ndarray]) -> None:
+        floats = [v for v in outputs.values() if np.issubdtype(v.dtype, np.floating)]
+        if not found and any(not np.isfinite(v).all() for v in floats):
+            found.append((op_type, name))
+
+    executor.run(inputs, observe)
+    return found[0] if found else None
+
+
 class MILProgramExecutor:
     """Evaluate the main function of a Core ML ML Program (``.mlpackage``) with numpy.
 
@@ -159,8 +177,9 @@ class MILProgramExecutor:
     def output_names(self) -> list[str]:
         return list(self._outputs)
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, Any], observe: Observer | None = None) -> dict[str, np.ndarray]:
         """Evaluate the program; returns ``{output name: array}`` in the outputs' MIL dtypes.
+        ``observe(op_type, op_name, outputs)``, when given, sees every op's outputs as they are made.
 
         Inputs are converted to the declared dtype when that is a same-kind cast (int64 ids to
         int32, float64 to float32); a missing input, another dtype or a shape outside the declared
@@ -204,6 +223,8 @@ class MILProgramExecutor:
                     if not _shape_ok(declared, value.shape):
                         raise ValueError(f"output {name!r} has shape {value.shape}, declared {declared}")
                     env[name] = value
+                if observe is not None:
+                    observe(step.ctx.op_type, step.ctx.name, {name: env[name] for name, _, _ in step.outputs})
             except MILExecutionError:
                 raise
             except Exception as exc:  # every failure is reported with its op
