@@ -214,21 +214,42 @@ def test_the_fingerprint_ignores_how_an_exporter_lays_out_weights():
     assert weights_digest([weight, np.float32(2.0)]) == weights_digest([weight])  # scalars are not weights
 
 
-def test_fp16_overflow_names_the_first_op_that_made_inf(copy_bundle, capsys, tmp_path):
-    """The head LayerNorm's gamma x 1e4 still fits fp16, but its outputs overflow: the numerics
-    failure names that layer_norm op, found by running the first failing golden row op by op."""
-    bundle = copy_bundle("encoder_v1")
+def _gamma_times_1e4_coreml(bundle):
     edit_coreml_blob(bundle / "encoder_v1.fp16.mlpackage", HEAD_GAMMA, lambda values: values * 1e4)
+
+
+def _gamma_infinite_onnx(bundle):
+    """onnxruntime's optimised fp16 LayerNorm absorbs x 1e4 (finite but wrong outputs); inf it does not."""
+    edit_onnx_initializer(
+        bundle / "encoder_v1.fp16.onnx", "head.layer_norm.weight", lambda v: v * np.float16(np.inf)
+    )
+
+
+@pytest.mark.parametrize(
+    "key, edit, op_type, op_name",
+    [
+        ("coreml-fp16", _gamma_times_1e4_coreml, "layer_norm", "input_"),
+        ("onnx-fp16", _gamma_infinite_onnx, "LayerNormalization", "/head/layer_norm/"),
+    ],
+    ids=["coreml", "onnx"],
+)
+def test_fp16_overflow_names_the_first_op_that_made_inf(
+    copy_bundle, capsys, tmp_path, key, edit, op_type, op_name
+):
+    """The head LayerNorm's gamma x 1e4 still fits fp16, but its outputs overflow: the numerics
+    failure names that LayerNorm op, found by running the first failing golden row op by op."""
+    bundle = copy_bundle("encoder_v1")
+    edit(bundle)
     rehash_manifest(bundle, contents=True)
     report = tmp_path / "r.json"
-    code, out, _ = run_verify(capsys, bundle, "--only", "coreml-fp16", "--json", report)
+    code, out, _ = run_verify(capsys, bundle, "--only", key, "--json", report)
     assert code == 1, out[-2000:]
     checks = {c["name"]: c for b in json.loads(report.read_text())["bundles"] for c in b["checks"]}
-    embedding = checks["coreml-fp16/numerics[embedding]"]
-    assert "NaN or Inf" in embedding["message"] and "first non-finite op: layer_norm" in embedding["message"]
-    op_type, op_name = embedding["details"]["first_nonfinite_op"]
-    assert op_type == "layer_norm" and op_name.startswith("input_")
-    assert checks["coreml-fp16/numerics[sentence_embedding]"]["status"] == "pass"  # before the head
+    embedding = checks[f"{key}/numerics[embedding]"]
+    assert "NaN or Inf" in embedding["message"] and f"first non-finite op: {op_type}" in embedding["message"]
+    found_type, found_name = embedding["details"]["first_nonfinite_op"]
+    assert found_type == op_type and found_name.startswith(op_name), (found_type, found_name)
+    assert checks[f"{key}/numerics[sentence_embedding]"]["status"] == "pass"  # before the head
 
 
 def test_a_finite_program_names_no_op(bundles):
@@ -237,6 +258,9 @@ def test_a_finite_program_names_no_op(bundles):
     from verify.backends.mil.executor import first_nonfinite_op
 
     golden = read_golden(bundles / "encoder_v1" / "golden")
+    from verify.backends.onnx_trace import first_nonfinite_node
+
     executor = MILProgramExecutor(bundles / "encoder_v1" / "encoder_v1.fp16.mlpackage")
-    names = [spec.name for spec in ENCODER_V1.inputs]
-    assert first_nonfinite_op(executor, golden.batch(names, np.arange(2))) is None
+    inputs = golden.batch([spec.name for spec in ENCODER_V1.inputs], np.arange(2))
+    assert first_nonfinite_op(executor, inputs) is None
+    assert first_nonfinite_node(bundles / "encoder_v1" / "encoder_v1.fp16.onnx", inputs) is None

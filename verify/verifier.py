@@ -133,13 +133,15 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
 
 
 def _name_nonfinite_op(
-    results: list[CheckResult], runner: MILRunner, contract, golden, runs: RunsByBatch
+    results: list[CheckResult], runner: Runner, path: Path, contract, golden, runs: RunsByBatch
 ) -> list[CheckResult]:
-    """Where an output holds NaN or Inf, run the first such golden row alone, op by op, and name
-    the first op whose output is not finite (fp16 overflow is the classic on-device bug)."""
+    """Where an output holds NaN or Inf, run the first such golden row alone, op by op (the MIL
+    executor, or onnxruntime with every node's output exposed), and name the first op whose
+    output is not finite (fp16 overflow is the classic on-device bug)."""
     from dataclasses import replace
 
     from verify.backends.mil.executor import first_nonfinite_op
+    from verify.backends.onnx_trace import first_nonfinite_node
 
     if not any(r.failed and "NaN or Inf" in r.message for r in results):
         return results
@@ -153,9 +155,14 @@ def _name_nonfinite_op(
     )
     if not bad:
         return results
-    names = [spec.name for spec in contract.inputs]
+    inputs = golden.batch([spec.name for spec in contract.inputs], np.array(bad[:1]))
     try:
-        found = first_nonfinite_op(runner.executor, golden.batch(names, np.array(bad[:1])))
+        if isinstance(runner, MILRunner):
+            found = first_nonfinite_op(runner.executor, inputs)
+        elif isinstance(runner, OnnxRunner):
+            found = first_nonfinite_node(path, inputs)
+        else:  # the Core ML runtime keeps no intermediates
+            return results
     except Exception:  # the run's own failure is already reported
         return results
     if found is None:
@@ -238,8 +245,7 @@ def _numerics(
         except Exception as exc:  # unsupported op, unreadable program, ...
             return [failed(name, f"{type(exc).__name__}: {exc}")]
         results = check_numerics(judged, contract, golden, runner, runs.setdefault(artifact.key, {}))
-        if isinstance(runner, MILRunner):
-            results = _name_nonfinite_op(results, runner, contract, golden, runs[artifact.key])
+        results = _name_nonfinite_op(results, runner, path, contract, golden, runs[artifact.key])
         backend = runner.backend
         if options.save_outputs is not None and runs[artifact.key]:
             save_runs(options.save_outputs, contract.name, artifact.key, runs[artifact.key], backend)
