@@ -160,10 +160,12 @@ def build_bundle(recipe: Recipe, prepared: Prepared, final: Path, options: Build
         info = {**info, **golden_provenance(contract, prepared.facts)}
         steps.run("golden vectors", lambda: write_golden(staging / "golden", tensors, info))
         for artifact in artifacts:
-            write_artifact = partial(_write_artifact, artifact, prepared.module, recipe, prepared.example)
-            steps.run(f"{artifact.key} → {artifact.filename}", partial(write_artifact, staging, metadata))
-        for label, write in prepared.extras:
-            steps.run(label, partial(write, staging))
+            convert = partial(
+                _write_artifact, artifact, prepared.module, recipe, prepared.example, staging, metadata
+            )
+            steps.run(f"{artifact.key} → {artifact.filename}", convert)
+        for label, write_extra in prepared.extras:
+            steps.run(label, partial(write_extra, staging))
 
         def support_files() -> None:
             (staging / "contract.json").write_text(contract.to_json())

@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from contracts import PIPELINES, PipelineContract
 from contracts.schema import UPDATABLE_KEY
-from verify.backends.runners import MILRunner, OnnxRunner, Runner, coreml_runner
+from verify.backends.runners import OnnxRunner, Runner, coreml_runner
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -24,7 +22,7 @@ from verify.checks.integrity import (
     check_pinning,
     load_golden,
 )
-from verify.checks.numerics import RunsByBatch, check_numerics, judge_numerics
+from verify.checks.numerics import RunsByBatch, check_numerics, judge_numerics, name_nonfinite_op
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
 from verify.checks.tokenizer import check_tokenizer
@@ -132,55 +130,6 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
     return report
 
 
-def _name_nonfinite_op(
-    results: list[CheckResult], runner: Runner, path: Path, contract, golden, runs: RunsByBatch
-) -> list[CheckResult]:
-    """Where an output holds NaN or Inf, run the first such golden row alone, op by op (the MIL
-    executor, or onnxruntime with every node's output exposed), and name the first op whose
-    output is not finite (fp16 overflow is the classic on-device bug)."""
-    from dataclasses import replace
-
-    from verify.backends.mil.executor import first_nonfinite_op
-    from verify.backends.onnx_trace import first_nonfinite_node
-
-    if not any(r.failed and "NaN or Inf" in r.message for r in results):
-        return results
-    bad = sorted(
-        {
-            int(row)
-            for outputs in runs.values()
-            for v in outputs.values()
-            for row in np.flatnonzero(~np.isfinite(v).all(axis=tuple(range(1, v.ndim))))
-        }
-    )
-    if not bad:
-        return results
-    inputs = golden.batch([spec.name for spec in contract.inputs], np.array(bad[:1]))
-    try:
-        if isinstance(runner, MILRunner):
-            found = first_nonfinite_op(runner.executor, inputs)
-        elif isinstance(runner, OnnxRunner):
-            found = first_nonfinite_node(path, inputs)
-        else:  # the Core ML runtime keeps no intermediates
-            return results
-    except Exception:  # the run's own failure is already reported
-        return results
-    if found is None:
-        return results
-    op_type, op_name = found
-    where = f"first non-finite op: {op_type} {op_name!r} (golden row {bad[0]} alone)"
-    return [
-        replace(
-            r,
-            message=f"{r.message}; {where}",
-            details={**r.details, "first_nonfinite_op": [op_type, op_name]},
-        )
-        if r.failed and "NaN or Inf" in r.message
-        else r
-        for r in results
-    ]
-
-
 def _has_tokens(contract) -> bool:
     return any(m.source == "tokens" for m in contract.metadata)
 
@@ -235,8 +184,8 @@ def _numerics(
         except ValueError as exc:
             return [failed(name, f"{exc}; save them with --save-outputs")]
         runs[artifact.key] = stored.runs
-        backend = f"{stored.backend} (stored)"
-        results = judge_numerics(judged, contract, golden, stored.runs, backend)
+        backend = stored.backend
+        results = judge_numerics(judged, contract, golden, stored.runs, f"{backend} (stored)")
     else:
         try:
             runner = _runner(artifact.format, bundle, path, options)
@@ -245,7 +194,7 @@ def _numerics(
         except Exception as exc:  # unsupported op, unreadable program, ...
             return [failed(name, f"{type(exc).__name__}: {exc}")]
         results = check_numerics(judged, contract, golden, runner, runs.setdefault(artifact.key, {}))
-        results = _name_nonfinite_op(results, runner, path, contract, golden, runs[artifact.key])
+        results = name_nonfinite_op(results, runner, path, contract, golden, runs[artifact.key])
         backend = runner.backend
         if options.save_outputs is not None and runs[artifact.key]:
             save_runs(options.save_outputs, contract.name, artifact.key, runs[artifact.key], backend)
@@ -254,9 +203,7 @@ def _numerics(
     except ValueError as exc:
         recorded = f"no readable self-golden {self_golden_path(artifact.key)} ({exc}); rebuild the bundle"
     batch_one = runs[artifact.key].get(SELF_GOLDEN_BATCH)
-    return results + check_self_golden(
-        artifact, contract, recorded, batch_one, backend.removesuffix(" (stored)")
-    )
+    return results + check_self_golden(artifact, contract, recorded, batch_one, backend)
 
 
 def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport]:

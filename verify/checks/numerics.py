@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,13 +53,14 @@ def judge(
     """Hold one output, run at several batch sizes, to ``bounds`` against ``expected``: each
     bound is judged on its worst batch size; statistics per batch size go to the details."""
     extra = tuple(b.metric for b in bounds)
-    problems, stats, worst, errors = [], {}, {}, []
+    problems, stats, worst, errors, nonfinite = [], {}, {}, [], []
     for batch, actual in actual_by_batch.items():
         if actual.shape != expected.shape:
             problems.append(f"batch {batch}: shape {actual.shape} != golden {expected.shape}")
             continue
         if not np.isfinite(actual).all():
             problems.append(f"batch {batch}: NaN or Inf in output")
+            nonfinite.append(batch)
             continue
         stats[batch] = statistics(actual, expected, extra)
         errors.append(np.abs(actual.astype(np.float64) - expected.astype(np.float64)))
@@ -92,6 +95,7 @@ def judge(
         summary,
         bounds=worst,
         psnr_db=psnr,
+        nonfinite_batches=nonfinite,
         peer_gates=peer_gates(psnr) if psnr is not None else {},
         per_batch={str(b): s for b, s in stats.items()},
         histogram=error_histogram(errors),
@@ -155,3 +159,54 @@ def judge_numerics(
             )
         )
     return results
+
+
+def name_nonfinite_op(
+    results: list[CheckResult],
+    runner: Runner,
+    path: Path,
+    contract: Contract,
+    golden: Golden,
+    runs: RunsByBatch,
+) -> list[CheckResult]:
+    """Where an output holds NaN or Inf, run the first such golden row alone, op by op (the MIL
+    executor, or onnxruntime with every node's output exposed), and name the first op whose
+    output is not finite: where an fp16 overflow starts. The Core ML runtime keeps no
+    intermediates, so its results are returned as they are."""
+    from verify.backends.mil.executor import first_nonfinite_op
+    from verify.backends.onnx_trace import first_nonfinite_node
+    from verify.backends.runners import MILRunner, OnnxRunner
+
+    if not any(r.details.get("nonfinite_batches") for r in results):
+        return results
+    rows = [
+        int(row)
+        for outputs in runs.values()
+        for value in outputs.values()
+        for row in np.flatnonzero(~np.isfinite(value.reshape(len(value), -1)).all(axis=1))
+    ]
+    if not rows or not isinstance(runner, MILRunner | OnnxRunner):
+        return results
+    first = min(rows)
+    inputs = golden.batch([spec.name for spec in contract.inputs], np.array([first]))
+    try:
+        if isinstance(runner, MILRunner):
+            found = first_nonfinite_op(runner.executor, inputs)
+        else:
+            found = first_nonfinite_node(path, inputs)
+    except Exception:  # the run's own failure is already reported
+        return results
+    if found is None:
+        return results
+    op_type, op_name = found
+    where = f"first non-finite op: {op_type} {op_name!r} (golden row {first} alone)"
+    return [
+        replace(
+            r,
+            message=f"{r.message}; {where}",
+            details={**r.details, "first_nonfinite_op": [op_type, op_name]},
+        )
+        if r.details.get("nonfinite_batches")
+        else r
+        for r in results
+    ]
