@@ -108,6 +108,17 @@ _SELF = {
     "onnx-int8": self_bounds(logits=(1e-4, 3.09e-5)),
 }
 
+
+# Per-op SNR floors for --explain (verify/explain.py): each op's output against the same format's
+# fp32 program, one golden row at a time; measured = the lowest SNR of any op on any of the
+# 104 golden rows, limit = measured - 6 dB (a 4x noise power margin), rounded down.
+_OP_FLOORS = {
+    "coreml-fp16": Bound("snr_db", 53, 59.4),
+    "coreml-int8": Bound("snr_db", 34, 40.0),
+    "onnx-fp16": Bound("snr_db", 55, 61.9),
+    "onnx-int8": Bound("snr_db", 35, 41.2),
+}
+
 PERSONALITY_V1 = Contract(
     name="personality_v1",
     version="1.0.0",
@@ -156,5 +167,6 @@ PERSONALITY_V1 = Contract(
         },
         _SELF,
         {"coreml-fp16": 0.55, "coreml-int8": 0.30, "onnx-fp16": 0.55, "onnx-int8": 0.35},
+        _OP_FLOORS,
     ),
 )

@@ -85,6 +85,9 @@ class ArtifactSpec:
     compute_precision: str | None = None  # Core ML compute precision when it differs from `precision`
     #: Bounds against the artifact's own build-time outputs (self-goldens), from run-to-run noise.
     self_tolerances: tuple[OutputTolerance, ...] = ()
+    #: ``snr_db`` floor per op against the same format's fp32 program (``--explain``): an op below
+    #: it whose inputs are above it is a failure source. None for the fp32 artifacts themselves.
+    op_floor: Bound | None = None
 
     @property
     def key(self) -> str:
@@ -102,6 +105,7 @@ def standard_artifacts(
     tolerances: dict[str, tuple[OutputTolerance, ...]],
     self_tolerances: dict[str, tuple[OutputTolerance, ...]],
     size_ratios: dict[str, float],
+    op_floors: dict[str, Bound] | None = None,
 ) -> tuple[ArtifactSpec, ...]:
     """Core ML and ONNX at fp32, fp16 and int8, named ``<model>.<precision>.<extension>``; the
     Core ML int8 program computes in fp16. Arguments are keyed by artifact key (``onnx-int8``)."""
@@ -118,6 +122,7 @@ def standard_artifacts(
                     max_size_ratio=size_ratios.get(key),
                     compute_precision="fp16" if key == "coreml-int8" else None,
                     self_tolerances=self_tolerances.get(key, ()),
+                    op_floor=(op_floors or {}).get(key),
                 )
             )
     return tuple(artifacts)
@@ -381,6 +386,7 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
         max_size_ratio=data.get("max_size_ratio"),
         compute_precision=data.get("compute_precision"),
         self_tolerances=_tolerances(data.get("self_tolerances", [])),
+        op_floor=Bound(**data["op_floor"]) if data.get("op_floor") else None,
     )
 
 

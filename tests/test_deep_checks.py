@@ -250,17 +250,20 @@ def test_fp16_overflow_names_the_first_op_that_made_inf(
     found_type, found_name = embedding["details"]["first_nonfinite_op"]
     assert found_type == op_type and found_name.startswith(op_name), (found_type, found_name)
     assert checks[f"{key}/numerics[sentence_embedding]"]["status"] == "pass"  # before the head
+    explained = checks[f"{key}/explain"]  # the failing numerics are explained op by op
+    assert explained["status"] == "fail" and "first NaN/Inf" in explained["message"], explained["message"]
+    assert explained["details"]["first_nonfinite"]["op_type"] == op_type
 
 
 def test_a_finite_program_names_no_op(bundles):
     from golden.store import read_golden
     from verify.backends.mil import MILProgramExecutor
-    from verify.backends.mil.executor import first_nonfinite_op
+    from verify.backends.traced import first_nonfinite_op
 
     golden = read_golden(bundles / "encoder_v1" / "golden")
-    from verify.backends.onnx_trace import first_nonfinite_node
+    from verify.backends.onnx_trace import OnnxTrace
 
     executor = MILProgramExecutor(bundles / "encoder_v1" / "encoder_v1.fp16.mlpackage")
     inputs = golden.batch([spec.name for spec in ENCODER_V1.inputs], np.arange(2))
     assert first_nonfinite_op(executor, inputs) is None
-    assert first_nonfinite_node(bundles / "encoder_v1" / "encoder_v1.fp16.onnx", inputs) is None
+    assert first_nonfinite_op(OnnxTrace(bundles / "encoder_v1" / "encoder_v1.fp16.onnx"), inputs) is None

@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='JSON bounds to judge with: {"encoder_v1": {"onnx-int8": {"embedding": {"min_cosine": 0.999}}}}',
     )
+    parser.add_argument(
+        "--explain",
+        metavar="KEY",
+        help="compare this artifact op by op with its format's fp32 artifact on the worst golden rows "
+        "and name the first op that breaks (done for any artifact whose numerics fail)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument(
         "--self-test",
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from contracts.schema import UPDATABLE_KEY
     from verify.backends.runners import native_coreml_available
     from verify.bundle import find_bundles
-    from verify.reports.report import print_table, print_worst_texts, summary_line
+    from verify.reports.report import print_explanations, print_table, print_worst_texts, summary_line
     from verify.result import UnusableInput
     from verify.runs import read_overrides
     from verify.verifier import VerifyOptions, verify_paths
@@ -114,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - keys)
     if unknown:
         return _error(f"--only: unknown artifact keys {', '.join(unknown)}")
+    if args.explain is not None:
+        explainable = sorted({a.key for c in REGISTRY.values() for a in c.artifacts})
+        if args.explain not in explainable:
+            return _error(
+                f"--explain: unknown artifact key {args.explain!r} (one of {', '.join(explainable)})"
+            )
+        if args.no_numerics:
+            return _error("--explain needs the numerics; drop --no-numerics")
+        only = only or (args.explain,)
     try:
         project = locate_project(args.project, args.no_project)
     except ProjectError as exc:
@@ -151,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         save_outputs=args.save_outputs,
         load_outputs=args.load_outputs,
         overrides=overrides,
+        explain=(args.explain,) if args.explain else (),
     )
     paths = [bundle for path in targets for bundle in find_bundles(path)]
     if args.self_test:
@@ -169,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print_table(reports, console)
         print_worst_texts(reports, console)
+        print_explanations(reports, console)
     verdict = "[green]PASS[/] " if code == EXIT_OK else "[bold red]FAIL[/] "
     console.print(verdict + escape(summary_line(reports)))
     for path, write in _writers(args).items():

@@ -27,6 +27,7 @@ from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
 from verify.checks.tokenizer import check_tokenizer
 from verify.checks.updatable import check_updatable
+from verify.explain import explain_artifact
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
 from verify.result import CheckResult, failed, skipped, verdict
 from verify.runs import Overrides, load_runs, save_runs, with_overrides
@@ -54,6 +55,8 @@ class VerifyOptions:
     save_outputs: Path | None = None  # store every artifact's golden outputs here (verify/runs.py)
     load_outputs: Path | None = None  # judge stored outputs instead of running the artifacts
     overrides: Overrides = field(default_factory=dict)  # bounds to judge with instead of the contract's
+    explain: tuple[str, ...] = ()  # artifact keys to explain op by op (verify/explain.py)
+    explain_failures: bool = True  # explain every artifact whose numerics fail
 
 
 @dataclass
@@ -203,7 +206,13 @@ def _numerics(
     except ValueError as exc:
         recorded = f"no readable self-golden {self_golden_path(artifact.key)} ({exc}); rebuild the bundle"
     batch_one = runs[artifact.key].get(SELF_GOLDEN_BATCH)
-    return results + check_self_golden(artifact, contract, recorded, batch_one, backend)
+    results += check_self_golden(artifact, contract, recorded, batch_one, backend)
+    numerics_failed = any(r.failed for r in results if r.name.startswith(name))
+    if artifact.key in options.explain or (
+        numerics_failed and options.explain_failures and options.load_outputs is None and artifact.op_floor
+    ):
+        results.append(explain_artifact(bundle, artifact, golden, runs[artifact.key]))
+    return results
 
 
 def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport]:

@@ -173,9 +173,9 @@ def name_nonfinite_op(
     executor, or onnxruntime with every node's output exposed), and name the first op whose
     output is not finite: where an fp16 overflow starts. The Core ML runtime keeps no
     intermediates, so its results are returned as they are."""
-    from verify.backends.mil.executor import first_nonfinite_op
-    from verify.backends.onnx_trace import first_nonfinite_node
+    from verify.backends.onnx_trace import OnnxTrace
     from verify.backends.runners import MILRunner, OnnxRunner
+    from verify.backends.traced import first_nonfinite_op
 
     if not any(r.details.get("nonfinite_batches") for r in results):
         return results
@@ -193,7 +193,7 @@ def name_nonfinite_op(
         if isinstance(runner, MILRunner):
             found = first_nonfinite_op(runner.executor, inputs)
         else:
-            found = first_nonfinite_node(path, inputs)
+            found = first_nonfinite_op(OnnxTrace(path), inputs)
     except Exception:  # the run's own failure is already reported
         return results
     if found is None:

@@ -48,6 +48,39 @@ def print_worst_texts(reports: list[BundleReport], console, shown: int = 5) -> N
             console.print(table)
 
 
+def print_explanations(reports: list[BundleReport], console) -> None:
+    """For each explained artifact: the failure source (or worst op) and how the error grows after it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for report in reports:
+        for check in report.checks:
+            growth = check.details.get("growth")
+            if not growth or "curve" not in check.details:
+                continue
+            source = check.details.get("first_nonfinite") or check.details.get("source")
+            title = f"{check.name}: error growth from the {'failure source' if source else 'worst op'}"
+            table = Table(title=escape(title), title_justify="left")
+            for column in ("op #", "op", "type", "torch module", "SNR dB", "inputs dB", "max abs"):
+                table.add_column(column, overflow="fold")
+            for row in growth:
+                table.add_row(
+                    str(row["index"]),
+                    escape(row["name"]),
+                    row["op_type"],
+                    escape(row["module"]),
+                    "NaN/Inf" if row["nonfinite"] else f"{row['snr_db']:.1f}",
+                    f"{row['input_snr_db']:.1f}",
+                    f"{row['max_abs']:.3g}",
+                )
+            console.print(table)
+            console.print(
+                f"[dim]op floor {check.details['floor_db']:g} dB; "
+                f"{check.details['compared_ops']}/{check.details['reference_ops']} ops compared, "
+                f"{check.details['rewritten_ops']} rewritten under the same name and not judged[/]"
+            )
+
+
 def summary_line(reports: list[BundleReport]) -> str:
     checks = [c for r in reports for c in r.checks]
     counts = {status: sum(c.status == status for c in checks) for status in (PASS, FAIL, SKIP)}

@@ -1,5 +1,6 @@
 """A self-contained HTML report: per artifact and output, a histogram of |error| against the
-goldens, the tightest bound that would pass (the measured value) and the share of budget used."""
+goldens, the tightest bound that would pass (the measured value) and the share of budget used;
+per explained artifact, each op's SNR against the fp32 program (the error-growth plot)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,49 @@ def histogram_png(check: CheckResult) -> bytes:
     return buffer.getvalue()
 
 
+_EXACT_SHOWN = 90.0
+
+
+def error_growth_png(check: CheckResult) -> bytes:
+    """An explained artifact: each compared op's SNR against the fp32 program, in program order,
+    with the op floor and the failure source (or worst op) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    details = check.details
+    # -inf (NaN/Inf) drawn at the bottom, exact ops (200 dB) at the top
+    curve = [(index, min(max(snr, -20.0), _EXACT_SHOWN)) for index, snr in details["curve"]]
+    figure = Figure(figsize=(10.4, 3.0), dpi=90)
+    axes = figure.add_subplot()
+    axes.plot(
+        [i for i, _ in curve], [v for _, v in curve], color="#4c72b0", linewidth=1, marker=".", markersize=3
+    )
+    axes.axhline(details["floor_db"], color="#c44e52", label=f"op floor {details['floor_db']:g} dB")
+    for key, colour, label in (
+        ("first_nonfinite", "#8172b3", "first NaN/Inf"),
+        ("source", "#cf222e", "failure source"),
+        ("worst", "#dd8452", "worst op"),
+    ):
+        op = details.get(key)
+        if op is not None:
+            axes.axvline(
+                op["index"], color=colour, linestyle="--", label=f"{label}: {op['op_type']} {op['module']}"
+            )
+            if key != "worst":
+                break
+    axes.set_xlabel(f"op (program order of {details['reference']})")
+    axes.set_ylabel(f"SNR vs fp32, dB (top: ≥ {_EXACT_SHOWN:g})")
+    axes.set_ylim(-22, _EXACT_SHOWN + 5)
+    axes.set_title(f"{check.name}: error growth, golden rows {details['rows']}", fontsize=8)
+    axes.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def _log10(value: float) -> float:
     import math
 
@@ -87,6 +131,13 @@ def to_html(reports: list[BundleReport], exit_code: int) -> str:
         parts.append(
             f"<h2>{html.escape(report.contract)}</h2><p><code>{html.escape(str(report.path))}</code></p>"
         )
+        for check in report.checks:
+            if "curve" in check.details:
+                png = base64.b64encode(error_growth_png(check)).decode()
+                parts.append(
+                    f"<div class='figure'><img alt='{html.escape(check.name)} error growth' "
+                    f"src='data:image/png;base64,{png}'><p>{html.escape(check.message)}</p></div>"
+                )
         for check in report.checks:
             if "histogram" not in check.details:
                 continue

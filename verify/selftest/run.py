@@ -56,7 +56,7 @@ def run_mutant(
             rehash_manifest(copy, contents=mutant.careful)
     except Exception as exc:  # a mutant that cannot be built is a self-test failure, not a catch
         return MutantOutcome(mutant, error=f"{type(exc).__name__}: {exc}")
-    options = VerifyOptions(numerics=mutant.numerics, only=mutant.only)
+    options = VerifyOptions(numerics=mutant.numerics, only=mutant.only, explain_failures=False)
     if alongside:  # checks across bundles (pinning) run only when they are verified together
         reports = verify_paths([copy, *(b.root for b in alongside)], options)
     else:

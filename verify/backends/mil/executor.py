@@ -46,6 +46,7 @@ import numpy as np
 
 from verify.backends.mil import ops as _ops
 from verify.backends.mil.errors import MILExecutionError, UnsupportedOpError
+from verify.backends.traced import GraphOp, Observer
 
 _CONST_OPS = frozenset({"const"})
 
@@ -59,6 +60,7 @@ class _Step:
     tuples: list[tuple[str, list[tuple[bool, Any]]]]  # (input name, [(is_var, var name | value)])
     outputs: list[tuple[str, np.dtype, tuple]]  # (var name, dtype, declared shape)
     upcast: bool
+    consts: tuple[str, ...] = ()  # names of the const inputs (weights carry the torch parameter path)
     release: list[str] = field(default_factory=list)
 
 
@@ -85,24 +87,6 @@ def _shape_ok(declared: tuple, actual: tuple) -> bool:
         return False
     pairs = zip(declared, actual, strict=True)
     return all(not isinstance(d, int | np.integer) or int(d) == a for d, a in pairs)
-
-
-#: Sees each op's outputs: (op type, op name, {output var: array}).
-Observer = Callable[[str, str, dict[str, np.ndarray]], None]
-
-
-def first_nonfinite_op(executor: MILProgramExecutor, inputs: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(op type, op name) of the first op whose output holds NaN or Inf on ``inputs``, the usual
-    place an fp16 overflow starts; None when every op stays finite."""
-    found: list[tuple[str, str]] = []
-
-    def observe(op_type: str, name: str, outputs: dict[str, np.ndarray]) -> None:
-        floats = [v for v in outputs.values() if np.issubdtype(v.dtype, np.floating)]
-        if not found and any(not np.isfinite(v).all() for v in floats):
-            found.append((op_type, name))
-
-    executor.run(inputs, observe)
-    return found[0] if found else None
 
 
 class MILProgramExecutor:
@@ -176,6 +160,22 @@ class MILProgramExecutor:
     @property
     def output_names(self) -> list[str]:
         return list(self._outputs)
+
+    def graph(self) -> list[GraphOp]:
+        """The evaluated ops in program order (consts and constexpr weights folded away)."""
+        return [
+            GraphOp(
+                step.ctx.op_type,
+                step.ctx.name,
+                tuple(
+                    [var for _, var in step.dynamic]
+                    + [v for _, items in step.tuples for is_var, v in items if is_var]
+                ),
+                tuple(name for name, _, _ in step.outputs),
+                step.consts,
+            )
+            for step in self._steps
+        ]
 
     def run(self, inputs: Mapping[str, Any], observe: Observer | None = None) -> dict[str, np.ndarray]:
         """Evaluate the program; returns ``{output name: array}`` in the outputs' MIL dtypes.
@@ -279,6 +279,7 @@ class MILProgramExecutor:
     def _compile(self, op: Any) -> _Step:
         upcast = op.op_type not in _ops.NO_UPCAST
         static: dict[str, Any] = {}
+        consts: list[str] = []
         dynamic: list[tuple[str, str]] = []
         tuples: list[tuple[str, list[tuple[bool, Any]]]] = []
         for arg, var in op.inputs.items():
@@ -294,10 +295,20 @@ class MILProgramExecutor:
             elif var.name in self._consts:
                 c = self._consts[var.name]
                 static[arg] = _upcast(c) if upcast else c  # fp16 weights widened once, values unchanged
+                consts.append(var.name)
             else:
                 dynamic.append((arg, var.name))
         outputs = [(v.name, _np_dtype(v), tuple(v.shape)) for v in op.outputs]
-        return _Step(self._registry[op.op_type], self._context(op), static, dynamic, tuples, outputs, upcast)
+        return _Step(
+            self._registry[op.op_type],
+            self._context(op),
+            static,
+            dynamic,
+            tuples,
+            outputs,
+            upcast,
+            tuple(consts),
+        )
 
     def _plan_release(self) -> None:
         """Drop each intermediate from the environment after its last reader."""
