@@ -36,6 +36,7 @@ TOKENIZER = TokenizerSpec(
     ),
     load="tokenizer/tokenizer.json",
     max_length=SEQUENCE.upper,
+    conformance="golden/tokenizer-conformance.json",
 )
 
 

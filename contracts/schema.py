@@ -74,6 +74,16 @@ def self_bounds(**per_output: tuple[float, float]) -> tuple[OutputTolerance, ...
 
 
 @dataclass(frozen=True)
+class DeviceBounds:
+    """An artifact's bounds when the Core ML runtime runs it with these compute units."""
+
+    compute_units: str  # CPU_ONLY | CPU_AND_GPU | CPU_AND_NE | ALL
+    tolerances: tuple[OutputTolerance, ...]
+    measured_on_device: bool = False  # False: derived from the emulation with a margin
+    basis: str = ""
+
+
+@dataclass(frozen=True)
 class ArtifactSpec:
     """One deliverable file of a bundle: a format at a precision."""
 
@@ -88,6 +98,14 @@ class ArtifactSpec:
     #: ``snr_db`` floor per op against the same format's fp32 program (``--explain``): an op below
     #: it whose inputs are above it is a failure source. None for the fp32 artifacts themselves.
     op_floor: Bound | None = None
+    #: Core ML input shapes: "range" (flexible dims), "enumerated" or "fixed".
+    shape_strategy: str = "range"
+    #: Bounds per Core ML compute unit setting on a device (contracts/device.py); empty: the
+    #: emulation's bounds apply everywhere.
+    device_bounds: tuple[DeviceBounds, ...] = ()
+
+    def bounds_on(self, compute_units: str | None) -> DeviceBounds | None:
+        return next((d for d in self.device_bounds if d.compute_units == compute_units), None)
 
     @property
     def key(self) -> str:
@@ -123,9 +141,17 @@ def standard_artifacts(
                     compute_precision="fp16" if key == "coreml-int8" else None,
                     self_tolerances=self_tolerances.get(key, ()),
                     op_floor=(op_floors or {}).get(key),
+                    device_bounds=_device_bounds(key, tolerances[key]),
                 )
             )
     return tuple(artifacts)
+
+
+def _device_bounds(key: str, tolerances: tuple[OutputTolerance, ...]) -> tuple[DeviceBounds, ...]:
+    """Core ML's reduced-precision variants get bounds per compute unit setting."""
+    from contracts.device import derived_device_bounds
+
+    return derived_device_bounds(tolerances) if key in ("coreml-fp16", "coreml-int8") else ()
 
 
 @dataclass(frozen=True)
@@ -204,6 +230,8 @@ class TokenizerSpec:
     files: tuple[tuple[str, str], ...]  # (bundle-relative path, sha256)
     load: str  # e.g. "tokenizer/tokenizer.json"
     max_length: int  # truncation, as the reference tokenizes
+    #: The conformance fixture the bundle ships for app tokenizers (golden/tokenizer_conformance.py).
+    conformance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -374,6 +402,7 @@ def _tokenizer(data: dict[str, Any]) -> TokenizerSpec:
         files=tuple((str(path), str(digest)) for path, digest in data["files"]),
         load=data["load"],
         max_length=int(data["max_length"]),
+        conformance=data.get("conformance"),
     )
 
 
@@ -387,6 +416,16 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
         compute_precision=data.get("compute_precision"),
         self_tolerances=_tolerances(data.get("self_tolerances", [])),
         op_floor=Bound(**data["op_floor"]) if data.get("op_floor") else None,
+        shape_strategy=data.get("shape_strategy", "range"),
+        device_bounds=tuple(
+            DeviceBounds(
+                d["compute_units"],
+                _tolerances(d["tolerances"]),
+                bool(d.get("measured_on_device", False)),
+                str(d.get("basis", "")),
+            )
+            for d in data.get("device_bounds", [])
+        ),
     )
 
 

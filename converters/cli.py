@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     quiet_libraries()
     from converters.bundle import BuildOptions, build_bundles
+    from golden.tokenizer_conformance import DivergenceError
     from reference.errors import ReferenceInputError
 
     def log(message: str) -> None:
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         built = build_bundles(args.output, models, options)
-    except ReferenceInputError as exc:
+    except (ReferenceInputError, DivergenceError) as exc:
         return _error(str(exc))
     except KeyboardInterrupt:
         print("build-contract: interrupted; existing bundles left unchanged", file=sys.stderr)

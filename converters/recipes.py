@@ -28,6 +28,7 @@ from contracts.hashing import sha256_file
 from converters import onnx_quantize
 from golden.generate import encoder_golden, load_corpus, personality_golden, personalization_golden
 from golden.store import PERSONALIZATION_STEM, write_golden
+from golden.tokenizer_conformance import write_fixture
 from reference.encoder import TOKENIZER_FILES, LoadedEncoder, load_encoder
 from reference.personality import LoadedPersonality, load_personality
 from reference.tokens import load_tokens
@@ -86,10 +87,14 @@ def _prepare_encoder(
         "encoder_fingerprint": encoder.fingerprint,
     }
 
+    tokenizer = ENCODER_V1.tokenizer_spec
+
     def support(staging: Path) -> None:
         (staging / "tokenizer").mkdir()
         for name in TOKENIZER_FILES:
             shutil.copyfile(encoder.tokenizer_dir / name, staging / "tokenizer" / name)
+        if tokenizer.conformance:
+            write_fixture(encoder.tokenizer_dir, staging / tokenizer.conformance, tokenizer.max_length)
 
     return Prepared(
         module=encoder.model,
@@ -104,7 +109,7 @@ def _prepare_encoder(
             "demo_weights": encoder.head_provenance.kind == "demo",
         },
         support=support,
-        support_label="tokenizer",
+        support_label="tokenizer, tokenizer conformance fixture",
     )
 
 

@@ -70,7 +70,7 @@ def test_gates_the_pull_requests_model_with_the_gate_command():
 def test_macos_job_runs_native_checks_and_uploads_reports():
     workflow = _workflow()
     macos = workflow["jobs"]["macos"]
-    assert "--compute-units CPU_ONLY" in _runs(macos)
+    assert "--compute-units ${{ matrix.compute_units }}" in _runs(macos)
     install = next(s["run"] for s in macos["steps"] if "pip install" in s.get("run", ""))
     assert "pip install -e .\n" in install and "[build]" not in install  # verify-only: no torch
     assert "find_spec('torch')" in install
@@ -81,3 +81,23 @@ def test_macos_job_runs_native_checks_and_uploads_reports():
         s for s in workflow["jobs"]["linux"]["steps"] if s.get("uses", "").startswith("actions/setup-python")
     ]
     assert setup[0]["with"]["cache"] == "pip"
+
+
+def test_macos_job_runs_every_compute_unit_setting_with_bounds_for_each():
+    """The macOS job is a matrix over the four compute unit settings, each uploading its own
+    reports, and the contract holds bounds for each, marked as not yet measured on device."""
+    from contracts import REGISTRY
+    from verify.backends.runners import COMPUTE_UNITS
+
+    macos = _workflow()["jobs"]["macos"]
+    units = macos["strategy"]["matrix"]["compute_units"]
+    assert sorted(units) == sorted(COMPUTE_UNITS) and macos["strategy"]["fail-fast"] is False
+    upload = next(s for s in macos["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert "${{ matrix.compute_units }}" in upload["with"]["name"]
+    for contract in REGISTRY.values():
+        for key in ("coreml-fp16", "coreml-int8"):
+            artifact = contract.artifact(key)
+            for unit in units:
+                device = artifact.bounds_on(unit)
+                assert device is not None and not device.measured_on_device, (contract.name, key, unit)
+                assert "not measured on device" in device.basis

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contracts import PIPELINES, PipelineContract
 from contracts.schema import UPDATABLE_KEY
-from verify.backends.runners import OnnxRunner, Runner, coreml_runner
+from verify.backends.runners import OnnxRunner, Runner, coreml_backend, coreml_runner, native_coreml_available
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -25,7 +25,7 @@ from verify.checks.integrity import (
 from verify.checks.numerics import RunsByBatch, check_numerics, judge_numerics, name_nonfinite_op
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
-from verify.checks.tokenizer import check_tokenizer
+from verify.checks.tokenizer import check_tokenizer, check_tokenizer_conformance
 from verify.checks.updatable import check_updatable
 from verify.explain import explain_artifact
 from verify.pipelines import StageInput, check_pipeline, not_checked, reference_problems, with_budgets
@@ -93,6 +93,8 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
     checks.append(golden_check)
     if contract.tokenizer is not None:
         checks.append(check_tokenizer(bundle, golden))
+        if contract.tokenizer.conformance:
+            checks.append(check_tokenizer_conformance(bundle))
     checks.append(check_golden_freshness(bundle))
     facts, fact_problems = bundle_facts(bundle)
     if fact_problems:
@@ -180,7 +182,9 @@ def _numerics(
 ) -> list[CheckResult]:
     name = f"{artifact.key}/numerics"
     contract = bundle.registered
-    judged = with_overrides(contract.name, artifact, options.overrides)
+    device = _device_bounds(artifact, options)
+    judged = replace(artifact, tolerances=device.tolerances) if device else artifact
+    judged = with_overrides(contract.name, judged, options.overrides)
     if options.load_outputs is not None:
         try:
             stored = load_runs(options.load_outputs, contract.name, artifact.key)
@@ -205,6 +209,8 @@ def _numerics(
         recorded: SelfGolden | str = read_self_golden(bundle.path(self_golden_path(artifact.key)))
     except ValueError as exc:
         recorded = f"no readable self-golden {self_golden_path(artifact.key)} ({exc}); rebuild the bundle"
+    if device is not None:
+        results = [replace(r, details={**r.details, "bounds": _on_device(r, device)}) for r in results]
     batch_one = runs[artifact.key].get(SELF_GOLDEN_BATCH)
     results += check_self_golden(artifact, contract, recorded, batch_one, backend)
     numerics_failed = any(r.failed for r in results if r.name.startswith(name))
@@ -213,6 +219,23 @@ def _numerics(
     ):
         results.append(explain_artifact(bundle, artifact, golden, runs[artifact.key]))
     return results
+
+
+def _device_bounds(artifact, options: VerifyOptions):
+    """The contract's bounds for the compute units the Core ML runtime runs with (none for the
+    MIL executor, ONNX, or stored runs)."""
+    if artifact.format != "coreml" or options.load_outputs is not None:
+        return None
+    backend = coreml_backend(options.compute_units, native_coreml_available())
+    return None if backend == "mil" else artifact.bounds_on(backend)
+
+
+def _on_device(result: CheckResult, device) -> dict:
+    """Each judged bound marked with the compute units it is for and how it was set."""
+    return {
+        metric: {**bound, "compute_units": device.compute_units, "basis": device.basis}
+        for metric, bound in result.details.get("bounds", {}).items()
+    }
 
 
 def verify_paths(paths: list[Path], options: VerifyOptions) -> list[BundleReport]:

@@ -70,6 +70,57 @@ def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
     )
 
 
+#: What the app must set for each shape strategy (Apple's flexible-inputs guide; coremltools
+#: issues #2370 and #1029 report 0 % Neural Engine use for range shapes at non-default sizes).
+RUNTIME_HINTS = {
+    "range": "set MLModelConfiguration.optimizationHints.reshapeFrequency = .infrequent (iOS 17.4+) "
+    "so the Neural Engine keeps a range-shaped model at the shapes it sees; without it the "
+    "model may run on CPU/GPU only",
+    "enumerated": "pad every input to one of the enumerated shapes; no hint needed",
+    "fixed": "none: one shape",
+}
+
+
+def shape_strategy(spec) -> tuple[str, dict[str, str]]:
+    """The model's input shape strategy (range, enumerated or fixed) and each input's shapes."""
+    shapes, kinds = {}, set()
+    for feature in spec.description.input:
+        if feature.type.WhichOneof("Type") != "multiArrayType":
+            continue
+        array = feature.type.multiArrayType
+        if array.shapeRange.sizeRanges:
+            kinds.add("range")
+            ranges = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
+            shapes[feature.name] = " x ".join(f"{lo}..{hi if hi >= 0 else 'inf'}" for lo, hi in ranges)
+        elif array.enumeratedShapes.shapes:
+            kinds.add("enumerated")
+            shapes[feature.name] = ", ".join(
+                "x".join(map(str, s.shape)) for s in array.enumeratedShapes.shapes
+            )
+        else:
+            kinds.add("fixed")
+            shapes[feature.name] = "x".join(map(str, array.shape))
+    strategy = "range" if "range" in kinds else "enumerated" if "enumerated" in kinds else "fixed"
+    return strategy, shapes
+
+
+def check_shape_strategy(key: str, contract: Contract, spec) -> CheckResult:
+    """Report the artifact's shape strategy and the runtime hint the app must set for it; fail
+    when it is not the strategy the contract states for the artifact."""
+    strategy, shapes = shape_strategy(spec)
+    wanted = contract.artifact(key).shape_strategy
+    problems = [] if strategy == wanted else [f"{strategy} shapes, the contract states {wanted}"]
+    described = "; ".join(f"{name} {text}" for name, text in shapes.items())
+    return verdict(
+        f"{key}/shape-strategy",
+        problems,
+        f"{strategy} ({described}); app: {RUNTIME_HINTS[strategy]}",
+        strategy=strategy,
+        shapes=shapes,
+        runtime_hint=RUNTIME_HINTS[strategy],
+    )
+
+
 def check_coreml(key: str, contract: Contract, path: Path, facts: dict[str, str]) -> list[CheckResult]:
     try:
         spec = load_spec(path)
@@ -78,5 +129,6 @@ def check_coreml(key: str, contract: Contract, path: Path, facts: dict[str, str]
     metadata = dict(spec.description.metadata.userDefined)
     return [
         check_coreml_structure(key, contract, spec),
+        check_shape_strategy(key, contract, spec),
         check_metadata(f"{key}/metadata", contract, facts, metadata),
     ]

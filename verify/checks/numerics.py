@@ -155,10 +155,20 @@ def judge_numerics(
                 tolerance.bounds if tolerance else (),
                 spec.unit_norm,
                 backend=backend,
+                compute_unit=compute_unit_of(backend),
                 seconds=seconds or {},
             )
         )
     return results
+
+
+def compute_unit_of(backend: str) -> str:
+    """The hardware a result was computed on, from its backend label (stored runs included)."""
+    if backend.startswith("Core ML runtime ("):
+        return backend[len("Core ML runtime (") :].split(")")[0]
+    if backend.startswith("MIL executor"):
+        return "CPU, emulating Core ML (fp16 storage, fp32 arithmetic)"
+    return "CPU"
 
 
 def name_nonfinite_op(

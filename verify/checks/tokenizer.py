@@ -7,8 +7,8 @@ import numpy as np
 
 from contracts.hashing import sha256_file
 from golden.store import Golden
-from verify.bundle import Bundle
-from verify.result import CheckResult, verdict
+from verify.bundle import Bundle, read_json
+from verify.result import CheckResult, failed, verdict
 
 NAME = "tokenizer"
 
@@ -69,3 +69,72 @@ def _retokenize(bundle: Bundle, golden: Golden) -> list[int]:
         if not (np.array_equal(ids[row], expected) and np.array_equal(mask[row], present)):
             mismatched.append(row)
     return mismatched
+
+
+CONFORMANCE = "tokenizer-conformance"
+#: What a conformance fixture must cover to be worth an app team's test (issue 16).
+MIN_TEXTS, MIN_CATEGORIES = 300, 15
+
+
+def check_tokenizer_conformance(bundle: Bundle) -> CheckResult:
+    """The bundle's tokenizer reproduces its conformance fixture: every text's ids, tokens,
+    attention mask and truncation, exactly. The fixture is what an app's tokenizer is tested
+    against, so a fixture the tokenizer disagrees with would pass a wrong app."""
+    from verify.tokenization import load_tokenizer
+
+    spec = bundle.registered.tokenizer_spec
+    relative = spec.conformance or ""
+    try:
+        fixture = read_json(bundle.path(relative))
+        cases = fixture["cases"]
+        if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
+            raise ValueError("cases is not a list of objects")
+        tokenizer = load_tokenizer(bundle.root)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        return failed(CONFORMANCE, f"{relative}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # tokenizers raises its own Exception types on a corrupt file
+        return failed(CONFORMANCE, f"{spec.load} cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}")
+    problems = []
+    categories = {str(c.get("category")) for c in cases}
+    if len(cases) < MIN_TEXTS or len(categories) < MIN_CATEGORIES:
+        problems.append(
+            f"{len(cases)} texts in {len(categories)} categories (at least {MIN_TEXTS} in {MIN_CATEGORIES})"
+        )
+    tokenizer_sha = sha256_file(bundle.path(spec.load))
+    if fixture.get("tokenizer_sha256") != tokenizer_sha:
+        problems.append(f"made from another {spec.load} (sha256 {str(fixture.get('tokenizer_sha256'))[:16]})")
+    if fixture.get("settings", {}).get("max_length") != spec.max_length:
+        problems.append(
+            f"max_length {fixture.get('settings', {}).get('max_length')} != contract {spec.max_length}"
+        )
+    mismatched: dict[str, list[str]] = {}
+    encodings = tokenizer.encode_batch([str(c.get("text", "")) for c in cases])
+    for case, encoding in zip(cases, encodings, strict=True):
+        made = {
+            "input_ids": encoding.ids,
+            "tokens": encoding.tokens,
+            "attention_mask": encoding.attention_mask,
+            "truncated": bool(encoding.overflowing),
+        }
+        differ = [field for field, value in made.items() if case.get(field) != value]
+        if differ:
+            mismatched.setdefault(str(case.get("category")), []).append(
+                f"{case.get('text')!r} ({', '.join(differ)})"
+            )
+    if mismatched:
+        count = sum(len(v) for v in mismatched.values())
+        first_category, texts = next(iter(mismatched.items()))
+        problems.append(
+            f"the tokenizer differs from the fixture on {count} of {len(cases)} texts in "
+            f"{len(mismatched)} categories ({', '.join(mismatched)}); first: [{first_category}] {texts[0]}"
+        )
+    cross = fixture.get("cross_check", {})
+    known = len(cross.get("expected_divergences", []))
+    return verdict(
+        CONFORMANCE,
+        problems,
+        f"{len(cases)} texts in {len(categories)} categories reproduced exactly; "
+        f"{known} known divergences from {cross.get('implementation', '?')}",
+        mismatched_categories=sorted(mismatched),
+        texts=len(cases),
+    )

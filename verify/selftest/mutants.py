@@ -259,6 +259,42 @@ def swap_vocabulary(bundle: Path, first: str = "cat", second: str = "dog") -> No
     lines_path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def edit_tokenizer(bundle: Path, edit: Callable[[dict], None]) -> None:
+    """Apply ``edit`` to the bundle's tokenizer.json, then re-stamp the conformance fixture's
+    tokenizer hash: a rebuilt fixture header, over the old fixture cases."""
+    from contracts.hashing import sha256_file
+
+    path = bundle / "tokenizer" / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    spec = _contract_of(bundle).tokenizer_spec
+    if spec.conformance:
+        fixture_path = bundle / spec.conformance
+        fixture = json.loads(fixture_path.read_text(encoding="utf-8"))
+        fixture["tokenizer_sha256"] = sha256_file(path)
+        fixture_path.write_text(json.dumps(fixture, ensure_ascii=False), encoding="utf-8")
+
+
+def rename_vocabulary_entry(old: str = "the", new: str = "thé") -> Callable[[dict], None]:
+    """One WordPiece entry renamed, its id kept: texts with ``old`` tokenize to other pieces."""
+
+    def edit(data: dict) -> None:
+        vocab = data["model"]["vocab"]
+        vocab[new] = vocab.pop(old)
+
+    return edit
+
+
+def set_normalizer(option: str, value: object) -> Callable[[dict], None]:
+    """One BERT normalizer option (``lowercase``, ``strip_accents``) set to ``value``."""
+
+    def edit(data: dict) -> None:
+        data["normalizer"][option] = value
+
+    return edit
+
+
 def swap_golden_texts(bundle: Path, first: int = 1, second: int = 2) -> None:
     path = bundle / "golden" / INFO_FILE
     info = json.loads(path.read_text())
@@ -433,6 +469,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "tokenizer vocabulary entries swapped", "encoder_v1", "tokenizer", swap_vocabulary, numerics=False
     ),
     Mutant("golden texts swapped", "encoder_v1", "tokenizer", swap_golden_texts, numerics=False),
+    Mutant(
+        "vocabulary entry renamed, fixture re-stamped",
+        "encoder_v1",
+        "tokenizer-conformance",
+        lambda b: edit_tokenizer(b, rename_vocabulary_entry()),
+        numerics=False,
+    ),
+    Mutant(
+        "normalizer keeps accents, fixture re-stamped",
+        "encoder_v1",
+        "tokenizer-conformance",
+        lambda b: edit_tokenizer(b, set_normalizer("strip_accents", False)),
+        numerics=False,
+    ),
     Mutant(
         "embedding rows not unit norm (x 1.00002)",
         "encoder_v1",
