@@ -100,6 +100,9 @@ class ArtifactSpec:
     op_floor: Bound | None = None
     #: Core ML input shapes: "range" (flexible dims), "enumerated" or "fixed".
     shape_strategy: str = "range"
+    #: Least share of the estimated cost MLComputePlan puts on the Neural Engine (CPU_AND_NE, ALL;
+    #: macOS 14.4+). None: reported, not gated, until the macOS job has measured it.
+    min_neural_engine_share: float | None = None
     #: Bounds per Core ML compute unit setting on a device (contracts/device.py); empty: the
     #: emulation's bounds apply everywhere.
     device_bounds: tuple[DeviceBounds, ...] = ()
@@ -417,6 +420,7 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
         self_tolerances=_tolerances(data.get("self_tolerances", [])),
         op_floor=Bound(**data["op_floor"]) if data.get("op_floor") else None,
         shape_strategy=data.get("shape_strategy", "range"),
+        min_neural_engine_share=data.get("min_neural_engine_share"),
         device_bounds=tuple(
             DeviceBounds(
                 d["compute_units"],

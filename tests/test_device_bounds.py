@@ -108,3 +108,38 @@ def test_a_shape_strategy_other_than_the_contracts_fails(copy_bundle, capsys, tm
         strategy["status"] == "fail" and "enumerated shapes, the contract states range" in strategy["message"]
     )
     assert strategy["details"]["shapes"]["input_ids"] == "1x16, 1x32"
+
+
+def _placed(*devices_and_costs: tuple[str, float | None]):
+    from verify.backends.macos.compute_plan import PlacedOp
+
+    return [PlacedOp("linear", device, cost) for device, cost in devices_and_costs]
+
+
+def test_the_neural_engine_share_is_counted_by_ops_and_by_cost():
+    from verify.backends.macos.compute_plan import neural_engine_share
+
+    ops = _placed(("neural_engine", 0.6), ("cpu", 0.3), ("gpu", 0.1), ("neural_engine", None))
+    assert neural_engine_share(ops) == (0.5, pytest.approx(0.6))
+    assert neural_engine_share([]) == (0.0, 0.0)
+
+
+def test_a_neural_engine_share_below_the_contracts_floor_fails():
+    """MLComputePlan runs on macOS 14.4+ only; the judgement of its placements runs here."""
+    from dataclasses import replace
+
+    from verify.checks.neural_engine import judge_neural_engine
+
+    artifact = REGISTRY["encoder_v1"].artifact("coreml-fp16")
+    ops = _placed(("neural_engine", 0.2), ("cpu", 0.8))
+    unset = judge_neural_engine("coreml-fp16/neural-engine", artifact, ops, "ALL")
+    assert unset.status == "pass" and "states no floor yet" in unset.message
+    gated = replace(artifact, min_neural_engine_share=0.9)
+    low = judge_neural_engine("coreml-fp16/neural-engine", gated, ops, "ALL")
+    assert (
+        low.status == "fail"
+        and "20% of the estimated cost" in low.message
+        and "below the contract's 90%" in low.message
+    )
+    high = judge_neural_engine("coreml-fp16/neural-engine", gated, _placed(("neural_engine", 1.0)), "ALL")
+    assert high.status == "pass"

@@ -22,6 +22,7 @@ from verify.checks.integrity import (
     check_pinning,
     load_golden,
 )
+from verify.checks.neural_engine import ENGINE_UNITS, check_neural_engine
 from verify.checks.numerics import RunsByBatch, check_numerics, judge_numerics, name_nonfinite_op
 from verify.checks.onnx_structure import check_onnx
 from verify.checks.size import check_size
@@ -115,6 +116,9 @@ def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
         checks.extend(structure)
         checks.append(check_content(bundle, key, path))
         checks.append(check_graph(bundle, key, path))
+        units = _engine_units(artifact, options)
+        if units is not None:
+            checks.append(check_neural_engine(artifact, path, units))
         try:
             fp32_path: Path | None = bundle.path(contract.artifact(f"{artifact.format}-fp32").filename)
         except ValueError:
@@ -219,6 +223,14 @@ def _numerics(
     ):
         results.append(explain_artifact(bundle, artifact, golden, runs[artifact.key]))
     return results
+
+
+def _engine_units(artifact, options: VerifyOptions) -> str | None:
+    """The compute units to ask MLComputePlan about: only where the Neural Engine may run ops."""
+    if artifact.format != "coreml" or options.load_outputs is not None:
+        return None
+    backend = coreml_backend(options.compute_units, native_coreml_available())
+    return backend if backend in ENGINE_UNITS else None
 
 
 def _device_bounds(artifact, options: VerifyOptions):
