@@ -9,13 +9,16 @@ Matching ops across the two programs:
   matched by name. Nodes the quantiser adds (QuantizeLinear, MatMulInteger, ...) have no fp32
   counterpart and are not compared; the node that writes the original tensor name is.
 * Core ML renames ops between precisions (``linear_7`` becomes ``linear_7_cast_fp16``, transposes
-  are renumbered), so ops are matched by structure: same op type, reading matched values, in
-  program order, with the weight's torch parameter name deciding between siblings (query, key and
-  value read the same input). Casts are transparent: fp16 programs add them at inputs and outputs.
+  are renumbered), so ops are matched by structure: an op with torch weights by its type and its
+  weights' names (fp32 and fp16 programs compute gather indices differently), any other op by its
+  type and the matched values it reads, in program order. Casts are looked through: fp16
+  programs add them at inputs and outputs.
+* A value an artifact rewrites under the same name (the int8 ONNX recipe adds an fp32 side path
+  after some MatMuls) shows an error that vanishes downstream; such ops are marked and not judged.
 Module names: Core ML weights carry the torch parameter path (``bert_encoder_layer_3_..._weight``),
 spelled with dots again where the bundle's ONNX fp32 artifact names the same parameter; an op
-without weights is reported in the deepest module among the values it reads. ONNX node names carry the module
-path (``/encoder/layer.3/attention/self/query/MatMul``).
+without weights is reported in the deepest module among the values it reads. ONNX node names
+carry the module path (``/encoder/layer.3/attention/self/query/MatMul``).
 """
 
 from __future__ import annotations
