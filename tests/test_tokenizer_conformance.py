@@ -58,7 +58,7 @@ def test_the_python_and_rust_tokenizers_agree_on_every_text(fixture):
     assert cross["expected_divergences"] == []
 
 
-def test_a_new_divergence_fails_the_build(tmp_path, fixture):
+def test_a_divergence_not_listed_as_known_is_new(fixture):
     diverging = {
         **fixture,
         "cross_check": {
@@ -88,7 +88,7 @@ def test_the_build_refuses_a_tokenizer_the_python_one_disagrees_with(bundles, tm
 def test_the_shipped_tokenizer_reproduces_the_fixture(bundles):
     result = check_tokenizer_conformance(open_bundle(bundles / "encoder_v1"))
     assert result.status == "pass", result.message
-    assert "300 texts in" in result.message or result.details["texts"] >= MIN_TEXTS
+    assert result.details["texts"] >= MIN_TEXTS and result.details["mismatched_categories"] == []
 
 
 @pytest.mark.parametrize(
