@@ -19,7 +19,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def precision_of(artifact_key: str) -> str:
-    return artifact_key.rsplit("-", 1)[-1]
+    return artifact_key.split("-")[1]  # format-precision[-variant]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ keys, the updatable parameters and the numeric tolerances per artifact.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 #: Version of the contract.json layout. A bundle written by a newer toolkit is refused.
@@ -29,13 +29,20 @@ class Dim:
     name: str
     lower: int
     upper: int
+    #: Enumerated sizes: the dimension accepts these and nothing between them.
+    choices: tuple[int, ...] = ()
 
     @property
     def is_fixed(self) -> bool:
         return self.lower == self.upper
 
     def accepts(self, size: int) -> bool:
-        return self.lower <= size <= self.upper
+        return size in self.choices if self.choices else self.lower <= size <= self.upper
+
+    def describe(self) -> str:
+        if self.choices:
+            return "{" + ", ".join(map(str, self.choices)) + "}"
+        return str(self.lower) if self.is_fixed else f"{self.lower}..{self.upper}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,25 @@ class DeviceBounds:
 
 
 @dataclass(frozen=True)
+class EnumeratedInputs:
+    """An artifact that takes one row at a time at enumerated lengths of one dimension: the
+    Neural Engine's preferred shapes (Apple's flexible-inputs guide). Callers pad each row to the
+    next enumerated size. Core ML before iOS 18 allows one enumerated input, so inputs the
+    artifact derives itself are left out: ``derived`` pairs (input, source) with
+    ``input = (source != pad_value)``, as an attention mask follows from 0-padded token ids."""
+
+    dim: str  # the dimension's name in the contract's input shapes: "sequence"
+    sizes: tuple[int, ...]
+    derived: tuple[tuple[str, str], ...] = ()
+    pad_value: int = 0
+    batch: int = 1
+
+    def size_for(self, length: int) -> int | None:
+        """The smallest enumerated size that holds ``length``; None when none does."""
+        return next((size for size in self.sizes if size >= length), None)
+
+
+@dataclass(frozen=True)
 class ArtifactSpec:
     """One deliverable file of a bundle: a format at a precision."""
 
@@ -106,13 +132,17 @@ class ArtifactSpec:
     #: Bounds per Core ML compute unit setting on a device (contracts/device.py); empty: the
     #: emulation's bounds apply everywhere.
     device_bounds: tuple[DeviceBounds, ...] = ()
+    #: Distinguishes artifacts of one format and precision ("enumerated"); part of the key.
+    variant: str = ""
+    #: Enumerated input shapes (shape_strategy "enumerated"); None: the contract's inputs as declared.
+    enumerated: EnumeratedInputs | None = None
 
     def bounds_on(self, compute_units: str | None) -> DeviceBounds | None:
         return next((d for d in self.device_bounds if d.compute_units == compute_units), None)
 
     @property
     def key(self) -> str:
-        return f"{self.format}-{self.precision}"
+        return f"{self.format}-{self.precision}" + (f"-{self.variant}" if self.variant else "")
 
     def tolerance_for(self, output: str) -> OutputTolerance | None:
         return next((t for t in self.tolerances if t.output == output), None)
@@ -275,6 +305,34 @@ class Contract:
                 return artifact
         raise KeyError(f"contract {self.name} has no artifact {key!r}")
 
+    def artifact_inputs(self, artifact: ArtifactSpec) -> tuple[TensorSpec, ...]:
+        """The inputs ``artifact`` itself takes: the contract's, or for enumerated shapes those it
+        does not derive, at its batch size and enumerated sizes."""
+        enumerated = artifact.enumerated
+        if enumerated is None:
+            return self.inputs
+        derived = {name for name, _ in enumerated.derived}
+
+        def dim(d: Dim) -> Dim:
+            if d.name == enumerated.dim:
+                return Dim(d.name, min(enumerated.sizes), max(enumerated.sizes), enumerated.sizes)
+            return Dim(d.name, enumerated.batch, enumerated.batch) if d == self.batch else d
+
+        return tuple(
+            replace(spec, shape=tuple(dim(d) for d in spec.shape))
+            for spec in self.inputs
+            if spec.name not in derived
+        )
+
+    def as_artifact_sees_it(self, artifact: ArtifactSpec) -> Contract:
+        """This contract with ``artifact``'s own inputs (see ``artifact_inputs``)."""
+        inputs = self.artifact_inputs(artifact)
+        return self if inputs is self.inputs else replace(self, inputs=inputs)
+
+    def golden_batches(self, artifact: ArtifactSpec) -> tuple[int, ...]:
+        """The golden batch sizes ``artifact`` is run at: one row at a time for enumerated shapes."""
+        return (artifact.enumerated.batch,) if artifact.enumerated else self.golden_batch_sizes
+
     @property
     def updatable(self) -> tuple[str, ...]:
         """PyTorch names of the parameters trainable on device."""
@@ -360,12 +418,16 @@ def _tensor(data: dict[str, Any]) -> TensorSpec:
     return TensorSpec(
         name=data["name"],
         dtype=data["dtype"],
-        shape=tuple(Dim(**d) for d in data["shape"]),
+        shape=tuple(_dim(d) for d in data["shape"]),
         description=data.get("description", ""),
         unit_norm=data.get("unit_norm", False),
         values=tuple(data["values"]) if data.get("values") is not None else None,
         decisions=data.get("decisions", False),
     )
+
+
+def _dim(data: dict[str, Any]) -> Dim:
+    return Dim(data["name"], data["lower"], data["upper"], tuple(data.get("choices", ())))
 
 
 def _tolerances(data: list[dict[str, Any]]) -> tuple[OutputTolerance, ...]:
@@ -430,6 +492,18 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
             )
             for d in data.get("device_bounds", [])
         ),
+        variant=data.get("variant", ""),
+        enumerated=_enumerated(data["enumerated"]) if data.get("enumerated") else None,
+    )
+
+
+def _enumerated(data: dict[str, Any]) -> EnumeratedInputs:
+    return EnumeratedInputs(
+        dim=data["dim"],
+        sizes=tuple(int(s) for s in data["sizes"]),
+        derived=tuple((str(name), str(source)) for name, source in data.get("derived", ())),
+        pad_value=int(data.get("pad_value", 0)),
+        batch=int(data.get("batch", 1)),
     )
 
 

@@ -82,10 +82,20 @@ def _write_artifact(
 ) -> None:
     contract, target = recipe.contract, staging / artifact.filename
     if artifact.format == "coreml":
-        from converters.coreml import convert_to_mlprogram, quantize_weights_int8
+        from converters.coreml import (
+            DerivedInputs,
+            convert_to_mlprogram,
+            enumerated_example,
+            quantize_weights_int8,
+        )
 
         compute = artifact.compute_precision or artifact.precision
-        model = convert_to_mlprogram(module, contract, example, compute, metadata)
+        converted, fed = module, example
+        if artifact.enumerated is not None:
+            converted = DerivedInputs(module, contract, artifact)
+            fed = enumerated_example(contract, artifact, example)
+        sees = contract.as_artifact_sees_it(artifact)
+        model = convert_to_mlprogram(converted, sees, fed, compute, metadata)
         if artifact.precision == "int8":
             model = quantize_weights_int8(model, recipe.coreml_int8_float_weights(module))
         model.save(str(target))

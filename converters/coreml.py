@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contracts import Contract, TensorSpec
+from contracts import ArtifactSpec, Contract, TensorSpec
 
 _PRECISIONS = {"fp32": "FLOAT32", "fp16": "FLOAT16"}
 
@@ -15,11 +15,65 @@ _PRECISIONS = {"fp32": "FLOAT32", "fp16": "FLOAT16"}
 def _input_type(spec: TensorSpec):  # -> ct.TensorType
     import coremltools as ct
 
+    dtype = np.dtype(spec.dtype).type
+    enumerated = [i for i, dim in enumerate(spec.shape) if dim.choices]
+    if enumerated:  # one enumerated dimension, every other fixed
+        (axis,) = enumerated
+        fixed = [dim.lower for dim in spec.shape]
+        shapes = [tuple(fixed[:axis] + [size] + fixed[axis + 1 :]) for size in spec.shape[axis].choices]
+        return ct.TensorType(
+            name=spec.name, shape=ct.EnumeratedShapes(shapes=shapes, default=shapes[0]), dtype=dtype
+        )
     shape = tuple(
         dim.lower if dim.is_fixed else ct.RangeDim(dim.lower, dim.upper, default=dim.lower)
         for dim in spec.shape
     )
-    return ct.TensorType(name=spec.name, shape=shape, dtype=np.dtype(spec.dtype).type)
+    return ct.TensorType(name=spec.name, shape=shape, dtype=dtype)
+
+
+class DerivedInputs(torch.nn.Module):
+    """Takes the inputs an enumerated-shapes artifact is fed and computes the ones it derives
+    (``input = source != pad_value``) before calling ``module`` with the contract's inputs."""
+
+    def __init__(self, module: torch.nn.Module, contract: Contract, artifact: ArtifactSpec) -> None:
+        super().__init__()
+        enumerated = artifact.enumerated
+        if enumerated is None:
+            raise ValueError(f"{artifact.key} declares no enumerated inputs")
+        self.module, self.pad_value = module, enumerated.pad_value
+        fed = [spec.name for spec in contract.artifact_inputs(artifact)]
+        derived = dict(enumerated.derived)
+        # each contract input, in order: ("fed", position) or ("derived", position of its source)
+        self.plan = [
+            (False, fed.index(spec.name)) if spec.name in fed else (True, fed.index(derived[spec.name]))
+            for spec in contract.inputs
+        ]
+
+    def forward(self, *fed: torch.Tensor):
+        inputs = [
+            (fed[i] != self.pad_value).to(fed[i].dtype) if is_derived else fed[i]
+            for is_derived, i in self.plan
+        ]
+        return self.module(*inputs)
+
+
+def enumerated_example(
+    contract: Contract, artifact: ArtifactSpec, example: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, ...]:
+    """The first row of each fed input in ``example``, padded to the first enumerated size."""
+    enumerated = artifact.enumerated
+    assert enumerated is not None
+    names = [spec.name for spec in contract.inputs]
+    rows = []
+    for spec in contract.artifact_inputs(artifact):
+        row = example[names.index(spec.name)][: enumerated.batch]
+        axis = [d.name for d in spec.shape].index(enumerated.dim)
+        size = enumerated.size_for(row.shape[axis])
+        if size is None:
+            raise ValueError(f"example {spec.name} is longer than every enumerated size")
+        padding = [0, 0] * (row.ndim - 1 - axis) + [0, size - row.shape[axis]]
+        rows.append(torch.nn.functional.pad(row, padding, value=enumerated.pad_value))
+    return tuple(rows)
 
 
 def convert_to_mlprogram(

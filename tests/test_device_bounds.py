@@ -52,8 +52,10 @@ def test_a_bound_widens_its_measured_error():
 def test_fp32_and_onnx_artifacts_have_no_device_bounds():
     for contract in REGISTRY.values():
         for artifact in contract.artifacts:
-            if artifact.key not in ("coreml-fp16", "coreml-int8"):
+            if artifact.format == "onnx" or artifact.precision == "fp32":
                 assert artifact.device_bounds == ()
+            else:
+                assert {d.compute_units for d in artifact.device_bounds} == set(COMPUTE_UNITS), artifact.key
 
 
 def test_compute_units_are_named_from_the_backend():
@@ -78,10 +80,13 @@ def test_every_coreml_artifact_reports_its_shape_strategy_and_hint(reports):
     _, _, files = reports
     report = json.loads(files["json"].read_text())
     strategies = [c for b in report["bundles"] for c in b["checks"] if c["name"].endswith("/shape-strategy")]
-    assert len(strategies) == 6  # three Core ML variants in each bundle
+    assert len(strategies) == 7  # three Core ML precisions in each bundle, and the enumerated encoder
     for check in strategies:
-        assert check["status"] == "pass" and check["details"]["strategy"] == "range", check
-        assert "reshapeFrequency = .infrequent" in check["details"]["runtime_hint"]
+        enumerated = check["name"].startswith("coreml-fp16-enumerated/")
+        assert check["status"] == "pass", check
+        assert check["details"]["strategy"] == ("enumerated" if enumerated else "range"), check
+        hint = "pad every input" if enumerated else "reshapeFrequency = .infrequent"
+        assert hint in check["details"]["runtime_hint"]
 
 
 def test_a_shape_strategy_other_than_the_contracts_fails(copy_bundle, capsys, tmp_path):

@@ -75,9 +75,8 @@ def compute_precision(artifact: ArtifactSpec) -> str:
 def _make_runner(contract: Contract, key: str, bundle) -> Runner:
     from verify.backends.runners import (
         NativeCoreMLRunner,
-        OnnxRunner,
+        artifact_runner,
         coreml_backend,
-        coreml_runner,
         native_coreml_available,
     )
 
@@ -89,7 +88,7 @@ def _make_runner(contract: Contract, key: str, bundle) -> Runner:
         return PipelineMILRunner(contract, path) if backend == "mil" else NativeCoreMLRunner(contract, path)
     artifact = contract.artifact(key)
     path = bundle / artifact.filename
-    return OnnxRunner(contract, path) if artifact.format == "onnx" else coreml_runner(contract, path)
+    return artifact_runner(contract, artifact, path)
 
 
 @pytest.fixture(scope="session")

@@ -357,7 +357,7 @@ def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]
     """The plan for the first pipeline whose first model is among ``bundles``, and the encoder's
     tokenizer. Raises ValueError when no encoder bundle (or its fp32 ONNX reference) is given."""
     from contracts import PIPELINES
-    from verify.backends.runners import OnnxRunner, coreml_runner
+    from verify.backends.runners import artifact_runner
     from verify.tokenization import load_tokenizer
 
     by_name = {b.registered.name: b for b in bundles}
@@ -376,11 +376,7 @@ def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]
                 if artifact.key == REFERENCE:
                     raise ValueError(f"{bundle.root}: the audit reference {artifact.filename} is missing")
                 continue
-            model = (
-                OnnxRunner(bundle.registered, path)
-                if artifact.format == "onnx"
-                else coreml_runner(bundle.registered, path, request.compute_units)
-            )
+            model = artifact_runner(bundle.registered, artifact, path, request.compute_units)
             chosen[artifact.key] = model.run
         return chosen
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from contracts import ArtifactSpec, Contract, TensorSpec
 from golden.store import Golden
-from verify.backends.runners import OnnxRunner, Runner, coreml_runner
+from verify.backends.runners import Runner, artifact_runner
 from verify.bundle import Bundle
 from verify.checks.numerics import run_goldens
 from verify.compare import METRICS, statistics, within
@@ -80,7 +80,7 @@ def neighbour_agreement(old: np.ndarray, new: np.ndarray, k: int = NEIGHBOURS) -
 
 
 def _runner(artifact: ArtifactSpec, contract: Contract, path: Path) -> Runner:
-    return OnnxRunner(contract, path) if artifact.format == "onnx" else coreml_runner(contract, path)
+    return artifact_runner(contract, artifact, path)
 
 
 def compare_outputs(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from contracts import ArtifactSpec, Contract
 from golden.store import Golden
-from verify.backends.runners import OnnxRunner, coreml_runner
+from verify.backends.runners import artifact_runner
 from verify.graph import artifact_signature, signature_path, write_signature
 from verify.self_golden import record_self_golden, self_golden_path, write_self_golden
 
@@ -17,5 +17,5 @@ def record_artifact(root: Path, contract: Contract, artifact: ArtifactSpec, gold
     backend the verifier uses on this platform."""
     path = root / artifact.filename
     write_signature(root / signature_path(artifact.key), artifact_signature(path))
-    runner = OnnxRunner(contract, path) if artifact.format == "onnx" else coreml_runner(contract, path)
+    runner = artifact_runner(contract, artifact, path)
     write_self_golden(root / self_golden_path(artifact.key), record_self_golden(runner, contract, golden))

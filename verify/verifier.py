@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contracts import PIPELINES, PipelineContract
-from contracts.schema import UPDATABLE_KEY
-from verify.backends.runners import OnnxRunner, Runner, coreml_backend, coreml_runner, native_coreml_available
+from contracts.schema import UPDATABLE_KEY, ArtifactSpec
+from verify.backends.runners import Runner, artifact_runner, coreml_backend, native_coreml_available
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
 from verify.checks.integrity import (
@@ -73,10 +73,8 @@ class BundleReport:
         return [c for c in self.checks if c.failed]
 
 
-def _runner(fmt: str, bundle: Bundle, path: Path, options: VerifyOptions) -> Runner:
-    if fmt == "onnx":
-        return OnnxRunner(bundle.registered, path)
-    return coreml_runner(bundle.registered, path, options.compute_units)
+def _runner(artifact: ArtifactSpec, bundle: Bundle, path: Path, options: VerifyOptions) -> Runner:
+    return artifact_runner(bundle.registered, artifact, path, options.compute_units)
 
 
 def verify_bundle(bundle: Bundle, options: VerifyOptions) -> BundleReport:
@@ -199,7 +197,7 @@ def _numerics(
         results = judge_numerics(judged, contract, golden, stored.runs, f"{backend} (stored)")
     else:
         try:
-            runner = _runner(artifact.format, bundle, path, options)
+            runner = _runner(artifact, bundle, path, options)
         except ImportError as exc:
             return [skipped(name, f"needs macOS or the MIL executor ({exc})")]
         except Exception as exc:  # unsupported op, unreadable program, ...
@@ -372,7 +370,7 @@ def _artifact_runner(bundle: Bundle, options: VerifyOptions):
             path = bundle.path(artifact.filename)
             if not path.exists():
                 raise FileNotFoundError(f"{artifact.filename} missing")
-            cache[key] = _runner(artifact.format, bundle, path, options)
+            cache[key] = _runner(artifact, bundle, path, options)
         return cache[key]
 
     return runner

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts import Contract
+from contracts import ArtifactSpec, Contract
 
 COMPUTE_UNITS = ("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU")
 
@@ -29,9 +29,12 @@ def check_inputs(contract: Contract, inputs: dict[str, np.ndarray]) -> None:
             raise InputContractError(f"{spec.name}: rank {array.ndim} != {len(spec.shape)}")
         for size, dim in zip(array.shape, spec.shape, strict=True):
             if not dim.accepts(size):
-                raise InputContractError(
-                    f"{spec.name}: {dim.name} {size} outside the contract range {dim.lower}..{dim.upper}"
+                allowed = (
+                    f"not one of the contract's {dim.describe()}"
+                    if dim.choices
+                    else (f"outside the contract range {dim.lower}..{dim.upper}")
                 )
+                raise InputContractError(f"{spec.name}: {dim.name} {size} {allowed}")
         if spec.values is not None and array.size:
             low, high = spec.values
             found_low, found_high = int(array.min()), int(array.max())
@@ -134,3 +137,75 @@ def coreml_runner(contract: Contract, path: Path, compute_units: str | None = No
     if backend == "mil":
         return MILRunner(contract, path)
     return NativeCoreMLRunner(contract, path, backend)
+
+
+class EnumeratedRunner(Runner):
+    """Runs an enumerated-shapes artifact as the app does: each row alone, its padding trimmed,
+    padded again to the next enumerated size, and without the inputs the artifact derives (each
+    checked to equal what the artifact derives, so no row is silently run with another mask)."""
+
+    def __init__(self, contract: Contract, artifact: ArtifactSpec, inner: Runner) -> None:
+        super().__init__(contract)
+        if artifact.enumerated is None:
+            raise ValueError(f"{artifact.key} declares no enumerated inputs")
+        self.enumerated, self.inner, self.backend = artifact.enumerated, inner, inner.backend
+        self.fed = [spec.name for spec in contract.artifact_inputs(artifact)]
+        self.axis = [d.name for d in contract.inputs[0].shape].index(self.enumerated.dim)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        enumerated = self.enumerated
+        for name, source in enumerated.derived:
+            expected = (inputs[source] != enumerated.pad_value).astype(inputs[name].dtype)
+            if not np.array_equal(inputs[name], expected):
+                row = int(
+                    np.flatnonzero((inputs[name] != expected).reshape(len(expected), -1).any(axis=1))[0]
+                )
+                raise InputContractError(
+                    f"{name}: row {row} is not ({source} != {enumerated.pad_value}), which this "
+                    f"enumerated-shapes artifact derives"
+                )
+        rows: list[dict[str, np.ndarray]] = []
+        for row in range(len(inputs[self.fed[0]])):
+            fed = {name: np.take(inputs[name], [row], axis=0) for name in self.fed}
+            length = _content_length(fed, self.axis, enumerated.pad_value)
+            size = enumerated.size_for(length)
+            if size is None:
+                raise InputContractError(f"row {row}: {length} positions exceed every enumerated size")
+            rows.append(
+                self.inner.run(
+                    {name: _fit(array, self.axis, size, enumerated.pad_value) for name, array in fed.items()}
+                )
+            )
+        return {name: np.concatenate([r[name] for r in rows]) for name in rows[0]} if rows else {}
+
+
+def _content_length(fed: dict[str, np.ndarray], axis: int, pad_value: int) -> int:
+    """Positions up to the last one that is not padding, in any fed input."""
+    last = 0
+    for array in fed.values():
+        moved = np.moveaxis(array != pad_value, axis, -1).reshape(-1, array.shape[axis]).any(axis=0)
+        hits = np.flatnonzero(moved)
+        last = max(last, int(hits[-1]) + 1 if hits.size else 0)
+    return last
+
+
+def _fit(array: np.ndarray, axis: int, size: int, pad_value: int) -> np.ndarray:
+    """``array`` cut or padded with ``pad_value`` to ``size`` along ``axis``."""
+    if array.shape[axis] >= size:
+        return np.take(array, range(size), axis=axis)
+    widths = [(0, 0)] * array.ndim
+    widths[axis] = (0, size - array.shape[axis])
+    return np.pad(array, widths, constant_values=pad_value)
+
+
+def artifact_runner(
+    contract: Contract, artifact: ArtifactSpec, path: Path, compute_units: str | None = None, threads: int = 0
+) -> Runner:
+    """The runner for one artifact of ``contract``: onnxruntime or Core ML (the runtime on macOS,
+    the MIL executor elsewhere), fed as its shape strategy needs."""
+    sees = contract.as_artifact_sees_it(artifact)
+    if artifact.format == "onnx":
+        runner: Runner = OnnxRunner(sees, path, threads)
+    else:
+        runner = coreml_runner(sees, path, compute_units)
+    return runner if artifact.enumerated is None else EnumeratedRunner(contract, artifact, runner)

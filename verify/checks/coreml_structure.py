@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from contracts import Contract, TensorSpec
@@ -31,6 +32,9 @@ def array_problems(spec: TensorSpec, feature, check_shape: bool) -> list[str]:
         problems.append(f"{spec.name} dtype {dtype} != {_DTYPES[spec.dtype]}")
     if not check_shape:
         return problems
+    enumerated = sorted(tuple(s.shape) for s in array.enumeratedShapes.shapes)
+    if any(dim.choices for dim in spec.shape) or enumerated:
+        return problems + _enumerated_problems(spec, array, enumerated)
     ranges = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
     if not ranges:
         ranges = [(d, d) for d in array.shape]
@@ -40,6 +44,18 @@ def array_problems(spec: TensorSpec, feature, check_shape: bool) -> list[str]:
         want = " x ".join(f"{lo}..{hi}" if lo != hi else str(lo) for lo, hi in wanted)
         problems.append(f"{spec.name} shape {shown} != contract {want}")
     return problems
+
+
+def _enumerated_problems(spec: TensorSpec, array, enumerated: list[tuple[int, ...]]) -> list[str]:
+    """An enumerated input holds exactly the shapes the contract enumerates, and no range."""
+    wanted = sorted(itertools.product(*[d.choices or range(d.lower, d.upper + 1) for d in spec.shape]))
+    contract_shapes = " x ".join(d.describe() for d in spec.shape)
+    if array.shapeRange.sizeRanges:
+        return [f"{spec.name} has flexible ranges, the contract enumerates {contract_shapes}"]
+    if enumerated != wanted:
+        shown = ", ".join("x".join(map(str, s)) for s in enumerated) or "none"
+        return [f"{spec.name} enumerated shapes {shown} != contract {contract_shapes}"]
+    return []
 
 
 def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
@@ -53,8 +69,9 @@ def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
             f"spec version {spec.specificationVersion} != {contract.coreml.spec_version} "
             f"({contract.coreml.deployment_target})"
         )
+    sees = contract.as_artifact_sees_it(contract.artifact(key))
     for kind, wanted, present, check_shape in (
-        ("inputs", contract.inputs, spec.description.input, True),
+        ("inputs", sees.inputs, spec.description.input, True),
         ("outputs", contract.outputs, spec.description.output, False),
     ):
         names = [f.name for f in present]
@@ -63,10 +80,9 @@ def check_coreml_structure(key: str, contract: Contract, spec) -> CheckResult:
             continue
         for tensor, feature in zip(wanted, present, strict=True):
             problems += array_problems(tensor, feature, check_shape)
+    shapes = " x ".join(d.describe() for d in sees.inputs[0].shape)
     return verdict(
-        name,
-        problems,
-        f"{model_type} v{spec.specificationVersion}, batch {contract.batch.lower}..{contract.batch.upper}",
+        name, problems, f"{model_type} v{spec.specificationVersion}, {sees.inputs[0].name} {shapes}"
     )
 
 

@@ -114,7 +114,7 @@ def check_numerics(
     ``runs``, when given, receives the outputs (pipelines and ``--save-outputs`` reuse them)."""
     seconds: dict[str, float] = {}
     per_batch: RunsByBatch = {}
-    for batch in contract.golden_batch_sizes:
+    for batch in contract.golden_batches(artifact):
         start = time.perf_counter()
         try:
             per_batch[batch] = run_goldens(runner, contract, golden, batch)
@@ -137,7 +137,7 @@ def judge_numerics(
 ) -> list[CheckResult]:
     """One result per output, each bound judged on its worst batch size: a pure function of the
     outputs, the goldens and the artifact's bounds (fresh runs or stored ones)."""
-    missing = [b for b in contract.golden_batch_sizes if b not in per_batch]
+    missing = [b for b in contract.golden_batches(artifact) if b not in per_batch]
     if missing:
         return [failed(f"{artifact.key}/numerics", f"no outputs at batch sizes {missing}")]
     results = []

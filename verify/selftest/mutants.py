@@ -368,6 +368,13 @@ def _narrow_batch(spec) -> None:
     spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[0].upperBound = 32
 
 
+def _drop_largest_enumerated_shape(spec) -> None:
+    for feature in spec.description.input:
+        shapes = feature.type.multiArrayType.enumeratedShapes.shapes
+        if shapes:
+            del shapes[len(shapes) - 1]
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -427,6 +434,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "encoder_v1",
         "coreml-fp32/structure",
         _in("coreml-fp32", lambda p: edit_coreml_spec(p, _narrow_batch)),
+        numerics=False,
+    ),
+    Mutant(
+        "enumerated sequence 256 dropped",
+        "encoder_v1",
+        "coreml-fp16-enumerated/structure",
+        _in("coreml-fp16-enumerated", lambda p: edit_coreml_spec(p, _drop_largest_enumerated_shape)),
         numerics=False,
     ),
     Mutant(

@@ -134,6 +134,7 @@ class MILProgramExecutor:
 
         self._inputs = [(name, _np_dtype(var), var.shape) for name, var in function.inputs.items()]
         self._ranges = self._shape_ranges(spec)
+        self._enumerated = self._enumerated_shapes(spec)
         self._consts: dict[str, Any] = {}
         self._steps: list[_Step] = []
         for op in operations:
@@ -182,8 +183,8 @@ class MILProgramExecutor:
         ``observe(op_type, op_name, outputs)``, when given, sees every op's outputs as they are made.
 
         Inputs are converted to the declared dtype when that is a same-kind cast (int64 ids to
-        int32, float64 to float32); a missing input, another dtype or a shape outside the declared
-        ranges raises ``ValueError``. A failing op raises :class:`MILExecutionError`.
+        int32, float64 to float32); a missing input, another dtype, a shape outside the declared
+        ranges or not among the enumerated shapes raises ``ValueError``. A failing op raises :class:`MILExecutionError`.
         """
         env: dict[str, Any] = {}
         for name, dtype, declared in self._inputs:
@@ -202,6 +203,12 @@ class MILProgramExecutor:
                     raise ValueError(
                         f"{self.path}: input {name!r} shape {value.shape} outside the allowed range"
                     )
+            allowed = self._enumerated.get(name)
+            if allowed and value.shape not in allowed:
+                shown = ", ".join("x".join(map(str, shape)) for shape in sorted(allowed))
+                raise ValueError(
+                    f"{self.path}: input {name!r} shape {value.shape} is not one of the enumerated {shown}"
+                )
             env[name] = value
 
         for step in self._steps:
@@ -255,6 +262,16 @@ class MILProgramExecutor:
             if sizes:
                 ranges[feature.name] = [(int(r.lowerBound), int(r.upperBound)) for r in sizes]
         return ranges
+
+    @staticmethod
+    def _enumerated_shapes(spec: Any) -> dict[str, set[tuple[int, ...]]]:
+        shapes: dict[str, set[tuple[int, ...]]] = {}
+        for feature in spec.description.input:
+            if feature.type.WhichOneof("Type") == "multiArrayType":
+                enumerated = feature.type.multiArrayType.enumeratedShapes.shapes
+                if enumerated:
+                    shapes[feature.name] = {tuple(int(d) for d in s.shape) for s in enumerated}
+        return shapes
 
     def _context(self, op: Any) -> _ops.OpContext:
         return _ops.OpContext(op.op_type, op.name, self._opset, tuple(_np_dtype(v) for v in op.outputs))
