@@ -49,8 +49,18 @@ def test_every_artifact_declares_the_contract_ranges(bundles, contract):
         path = bundles / contract.name / artifact.filename
         if artifact.format == "coreml":
             spec = ct.utils.load_spec(str(path))
-            ranges = spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges
-            assert (ranges[0].lowerBound, ranges[0].upperBound) == (1, 64)
+            array = spec.description.input[0].type.multiArrayType
+            if artifact.enumerated is not None:  # batch 1 at each enumerated length, no range
+                shapes = [tuple(s.shape) for s in array.enumeratedShapes.shapes]
+                assert (
+                    shapes == [(1, size) for size in artifact.enumerated.sizes]
+                    and not array.shapeRange.sizeRanges
+                )
+            else:
+                assert (
+                    array.shapeRange.sizeRanges[0].lowerBound,
+                    array.shapeRange.sizeRanges[0].upperBound,
+                ) == (1, 64)
             assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion == 8
         else:
             model = onnx.load(str(path))

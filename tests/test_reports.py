@@ -97,8 +97,8 @@ def test_html_report_opens_with_a_histogram_per_numerics_check(reports):
         len(c.outputs) * len(c.artifacts) + len(c.outputs) * bool(c.training) for c in REGISTRY.values()
     )
     expected += sum(len(p.combinations) for p in PIPELINES.values())
-    # 6 encoder artifacts x 2 outputs, 6 + 1 updatable x logits, 6 pipeline combinations x logits
-    assert len(numerics) == expected == 25
+    # 7 encoder artifacts (6 + enumerated) x 2 outputs, 6 + 1 updatable x logits, 6 pipelines x logits
+    assert len(numerics) == expected == 27
     assert len(parser.images) == len(numerics)
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in parser.images)
     histogram = numerics[0]["details"]["histogram"]

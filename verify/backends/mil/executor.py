@@ -184,7 +184,8 @@ class MILProgramExecutor:
 
         Inputs are converted to the declared dtype when that is a same-kind cast (int64 ids to
         int32, float64 to float32); a missing input, another dtype, a shape outside the declared
-        ranges or not among the enumerated shapes raises ``ValueError``. A failing op raises :class:`MILExecutionError`.
+        ranges or not among the enumerated shapes raises ``ValueError``. A failing op raises
+        :class:`MILExecutionError`.
         """
         env: dict[str, Any] = {}
         for name, dtype, declared in self._inputs:
