@@ -19,8 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 STEP = re.compile(
     r"^(?P<bundle>\S+) \[(?P<index>\d+)/(?P<total>\d+)\] (?P<label>.+) \((?P<seconds>[\d.]+) s\)$"
 )
-#: "reference encoder on 80 golden texts (17.6 s)"
-REFERENCE = re.compile(r"^reference encoder on \d+ golden texts \((?P<seconds>[\d.]+) s\)$")
+#: "encoder_v1 reference on 80 golden rows (11.4 s)", one line per model (earlier builds printed
+#: "reference encoder on 80 golden texts (17.6 s)" once)
+REFERENCE = re.compile(
+    r"^(?:reference encoder|\S+ reference) on \d+ golden (?:texts|rows) \((?P<seconds>[\d.]+) s\)$"
+)
 DONE = re.compile(r"^done in (?P<seconds>[\d.]+) s$")
 #: pytest -q's last line, e.g. "206 passed, 3 skipped in 334.12s (0:05:34)"
 PYTEST = re.compile(r"^=*\s*(?P<summary>\d+ (passed|failed|error).*?) in (?P<seconds>[\d.]+)s")
@@ -48,7 +51,7 @@ def parse_build_log(text: str) -> dict[str, object]:
                 {"bundle": match["bundle"], "step": label.split(" → ")[0], "seconds": float(match["seconds"])}
             )
         elif match := REFERENCE.match(line):
-            shared = float(match["seconds"])
+            shared = (shared or 0.0) + float(match["seconds"])
         elif match := DONE.match(line):
             total = float(match["seconds"])
     return {"steps": steps, "reference_s": shared, "done_s": total}

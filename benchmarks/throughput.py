@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.flops import encoder_flops, gemm_flops, gemm_operands
+from benchmarks.flops import (
+    BF16_GEMM_SIZE,
+    bf16_gemm,
+    encoder_flops,
+    gemm_flops,
+    gemm_operands,
+    integer_gemm,
+)
 from benchmarks.timing import ratio, summarize, time_interleaved
 from contracts import ENCODER_V1, PERSONALITY_V1
 
@@ -39,6 +46,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ACCURACY_BATCHES = (1, 7, 64)
 LABELS = {
     "st": "sentence-transformers torch fp32, same batches (anchor)",
+    "st-bf16": "sentence-transformers torch under bf16 autocast, same batches",
     "st-own": "sentence-transformers torch fp32, `encode(texts, batch_size=64)`",
     "onnx-fp32": "ONNX fp32",
     "onnx-fp16": "ONNX fp16",
@@ -97,6 +105,10 @@ def encoder_throughput(
             "cos_min_b64": cosine_min(per_batch[DEFAULT_BATCH], expected),
             "max_abs": max(float(np.abs(v - expected).max()) for v in per_batch.values()),
             "max_abs_vs_onnx_fp32": float(np.abs(per_batch[DEFAULT_BATCH] - reference).max()),
+            # each text at batch 7 and 64 against the same text alone
+            "batch_invariance": min(
+                cosine_min(per_batch[b], per_batch[1]) for b in ACCURACY_BATCHES if b != 1
+            ),
         }
     st = sentence_transformer()
     groups = [[texts[i] for i in rows] for rows, _ in prepared]
@@ -110,7 +122,11 @@ def encoder_throughput(
     def st_own() -> np.ndarray:
         return st.encode(texts, batch_size=DEFAULT_BATCH, show_progress_bar=False)
 
-    for name, run in (("st", st_same), ("st-own", st_own)):
+    def st_bf16() -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return st_same()
+
+    for name, run in (("st", st_same), ("st-own", st_own), ("st-bf16", st_bf16)):
         out = run()
         accuracy[name] = {
             "cos_min": cosine_min(out, golden.tensors["sentence_embedding"]),
@@ -125,18 +141,26 @@ def encoder_throughput(
     ]
 
     a, b = gemm_operands()
-    runs = {ANCHOR: st_same, "st-own": st_own}
+    runs = {ANCHOR: st_same, "st-own": st_own, "st-bf16": st_bf16}
     runs.update(
         {name: (lambda e=encoder: e.encode(texts, DEFAULT_BATCH)) for name, encoder in encoders.items()}
     )
     runs["onnx-fp32 model"] = lambda: fp32.run(prepared)
     runs["tokenizer"] = lambda: fp32.batches(texts, DEFAULT_BATCH)
     runs["sgemm"] = lambda: np.matmul(a, b)
+    limits = {
+        "igemm-u8u8": integer_gemm(),
+        "igemm-u8s8": integer_gemm(signed_weights=True),
+        "bf16gemm": bf16_gemm(),
+    }
+    runs.update(limits)
+    limit_sizes = {name: BF16_GEMM_SIZE if name == "bf16gemm" else a.shape[0] for name in limits}
     times = time_interleaved(runs, rounds, warmup=warmup)
 
-    rows = summarize({k: v for k, v in times.items() if k != "sgemm"}, ANCHOR, len(texts))
+    rows = summarize({k: v for k, v in times.items() if k != "sgemm" and k not in limits}, ANCHOR, len(texts))
     for name, row in rows.items():
         row["vs_onnx_fp32"] = ratio(times, "onnx-fp32", name)
+        row["vs_bf16"] = ratio(times, "st-bf16", name)
         row.update(accuracy.get(name, {}))
     gemm_rates = [gemm_flops() / t for t in times["sgemm"]]
     model_rates = [flops / t for t in times["onnx-fp32 model"]]
@@ -155,6 +179,10 @@ def encoder_throughput(
             "sgemm_gflops": statistics.median(gemm_rates) / 1e9,
             "model_gflops": statistics.median(model_rates) / 1e9,
             "fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True)),
+            "limits_gops": {
+                name: statistics.median(gemm_flops(limit_sizes[name]) / t for t in times[name]) / 1e9
+                for name in limits
+            },
             "useful_flops": useful,
             "useful_fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True))
             * useful

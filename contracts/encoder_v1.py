@@ -116,6 +116,14 @@ _OP_FLOORS = {
     "onnx-int8": Bound("snr_db", 12, 18.7),
 }
 
+# Batch invariance (issue 17): each golden row at batch 7 and 64 against the same row at batch 1.
+# Activation scales in the int8 ONNX graphs could couple rows; the bound is the issue's target,
+# measured values are the worst over both batch sizes and every output (docs/QUANTIZATION.md).
+_BATCH_INVARIANCE = {
+    "coreml-int8": Bound("min_cosine", 0.9999, 0.9999986),
+    "onnx-int8": Bound("min_cosine", 0.9999, 0.99999992),
+}
+
 # The Neural Engine variant (issue 16): Core ML fp16 at batch 1 and sequence lengths
 # {16, 32, 64, 128, 256}, each text padded to the next length. One enumerated input is all iOS 17
 # allows, so the program takes input_ids alone and derives attention_mask = input_ids != 0 ([PAD]
@@ -203,6 +211,7 @@ ENCODER_V1 = Contract(
         _SELF,
         {"coreml-fp16": 0.55, "coreml-int8": 0.30, "onnx-fp16": 0.55, "onnx-int8": 0.70},
         _OP_FLOORS,
+        _BATCH_INVARIANCE,
     )
     + (ENUMERATED,),
 )

@@ -119,6 +119,14 @@ _OP_FLOORS = {
     "onnx-int8": Bound("snr_db", 35, 41.2),
 }
 
+# Batch invariance (issue 17): each golden row at batch 7 and 64 against the same row at batch 1.
+# Activation scales in the int8 ONNX graphs could couple rows; the bound is the issue's target,
+# measured values are the worst over both batch sizes and every output (docs/QUANTIZATION.md).
+_BATCH_INVARIANCE = {
+    "coreml-int8": Bound("min_cosine", 0.9999, 0.99999986),
+    "onnx-int8": Bound("min_cosine", 0.9999, 1.0),
+}
+
 PERSONALITY_V1 = Contract(
     name="personality_v1",
     version="1.0.0",
@@ -168,5 +176,6 @@ PERSONALITY_V1 = Contract(
         _SELF,
         {"coreml-fp16": 0.55, "coreml-int8": 0.30, "onnx-fp16": 0.55, "onnx-int8": 0.35},
         _OP_FLOORS,
+        _BATCH_INVARIANCE,
     ),
 )

@@ -136,6 +136,9 @@ class ArtifactSpec:
     variant: str = ""
     #: Enumerated input shapes (shape_strategy "enumerated"); None: the contract's inputs as declared.
     enumerated: EnumeratedInputs | None = None
+    #: How far a row's outputs may move with its batch-mates: each golden row at every golden
+    #: batch size against the same row at batch 1 (``min_cosine``). None: not stated.
+    batch_invariance: Bound | None = None
 
     def bounds_on(self, compute_units: str | None) -> DeviceBounds | None:
         return next((d for d in self.device_bounds if d.compute_units == compute_units), None)
@@ -157,6 +160,7 @@ def standard_artifacts(
     self_tolerances: dict[str, tuple[OutputTolerance, ...]],
     size_ratios: dict[str, float],
     op_floors: dict[str, Bound] | None = None,
+    batch_invariance: dict[str, Bound] | None = None,
 ) -> tuple[ArtifactSpec, ...]:
     """Core ML and ONNX at fp32, fp16 and int8, named ``<model>.<precision>.<extension>``; the
     Core ML int8 program computes in fp16. Arguments are keyed by artifact key (``onnx-int8``)."""
@@ -175,6 +179,7 @@ def standard_artifacts(
                     self_tolerances=self_tolerances.get(key, ()),
                     op_floor=(op_floors or {}).get(key),
                     device_bounds=_device_bounds(key, tolerances[key]),
+                    batch_invariance=(batch_invariance or {}).get(key),
                 )
             )
     return tuple(artifacts)
@@ -494,6 +499,7 @@ def _artifact(data: dict[str, Any]) -> ArtifactSpec:
         ),
         variant=data.get("variant", ""),
         enumerated=_enumerated(data["enumerated"]) if data.get("enumerated") else None,
+        batch_invariance=Bound(**data["batch_invariance"]) if data.get("batch_invariance") else None,
     )
 
 

@@ -267,3 +267,22 @@ def test_a_finite_program_names_no_op(bundles):
     inputs = golden.batch([spec.name for spec in ENCODER_V1.inputs], np.arange(2))
     assert first_nonfinite_op(executor, inputs) is None
     assert first_nonfinite_op(OnnxTrace(bundles / "encoder_v1" / "encoder_v1.fp16.onnx"), inputs) is None
+
+
+@pytest.mark.slow
+def test_an_int8_encoder_whose_rows_depend_on_their_batch_mates_fails(copy_bundle, capsys, tmp_path):
+    """Issue 17: the earlier one-pass-except-V recipe (per-tensor dynamic scales; only the value
+    projections quantized twice) passes the goldens' numerics at every batch size, yet a row's
+    embedding moves with its batch-mates (min cosine ~0.9975 against batch 1): batch-invariance
+    catches what the numerics bounds allow."""
+    from converters.onnx_quantize import quantize_encoder_int8
+
+    bundle = copy_bundle("encoder_v1")
+    quantize_encoder_int8(bundle / "encoder_v1.fp32.onnx", bundle / "encoder_v1.int8.onnx", two_pass="values")
+    rehash_manifest(bundle, contents=True)
+    report = tmp_path / "report.json"
+    code, out, _ = run_verify(capsys, bundle, "--only", "onnx-int8", "--json", report)
+    failures = failing_checks(report)
+    assert code == 1 and "onnx-int8/batch-invariance" in failures, failures
+    assert not {"onnx-int8/numerics[embedding]", "onnx-int8/numerics[sentence_embedding]"} & failures
+    assert "min_cosine 0.99" in out

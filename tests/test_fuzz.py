@@ -21,7 +21,7 @@ from contracts import strategies as cst
 from contracts.schema import UPDATABLE_KEY
 from contracts.strategies import TokenLayout, float_rows
 from verify.backends.runners import InputContractError, Runner
-from verify.compare import METRICS, within
+from verify.compare import METRICS, budget_used, within
 
 ENCODER, PERSONALITY = ENCODER_V1, PERSONALITY_V1
 ENC_BATCH, PM_BATCH = ENCODER.batch, PERSONALITY.batch
@@ -162,8 +162,6 @@ def check_outputs(contract: Contract, artifact: ArtifactSpec, outputs: dict, bat
 def compare_rows(artifact: ArtifactSpec, actual: dict, expected: dict, what: str) -> dict[str, float]:
     """Hold ``actual`` to ``expected`` with the artifact's row-wise contract bounds, per output.
     Returns, per output and metric, the share of the bound's budget used (1.0 = at the limit)."""
-    from verify.compare import budget_used
-
     used = {}
     for name, reference in expected.items():
         tolerance = artifact.tolerance_for(name)
@@ -306,6 +304,39 @@ def test_fuzz_encoder_batch_invariance(key, layout, picks, runner, vocab):
     batched = run(layout_arrays(layout, vocab))
     alone = {i: run(layout_arrays(layout.row(i), vocab)) for i in {p % layout.batch for p in picks}}
     report(rows_match_alone(artifact_spec(ENCODER, key), batched, alone))
+
+
+INVARIANT_KEYS = [a.key for a in ENCODER.artifacts if a.batch_invariance is not None]
+
+
+@pytest.mark.parametrize("key", INVARIANT_KEYS)
+@settings(max_examples=ENCODER_EXAMPLES)
+@given(
+    layout=cst.token_layouts(
+        ENCODER, batch=st.integers(max(2, ENC_BATCH.lower), SMALL_BATCH), max_sequence=MEDIUM
+    ),
+    extra=st.integers(0, 24),
+)
+@example(layout=UPPER_BATCH_LAYOUT, extra=0)
+def test_fuzz_encoder_batch_invariance_bound(key, layout, extra, runner, vocab):
+    """The contract's batch_invariance bound (issue 17): every row of a batch, whatever its
+    batch-mates and however much padding they bring, against that row alone and unpadded."""
+    artifact, run = artifact_spec(ENCODER, key), runner(ENCODER, key).run
+    bound = artifact.batch_invariance
+    assert bound is not None
+    batched = run(layout_arrays(layout.padded(extra), vocab))
+    worst = {}
+    for i in range(layout.batch):
+        alone = run(layout_arrays(layout.row(i).trimmed(), vocab))
+        for name, value in alone.items():
+            measured = METRICS[bound.metric].compute(batched[name][i : i + 1], value)
+            assert within(bound, measured), (
+                f"row {i}: {name} {bound.metric} {measured:.8g} beyond {bound.limit:g}"
+            )
+            worst[f"{name} batch invariance budget used"] = max(
+                worst.get(f"{name} batch invariance budget used", 0.0), budget_used(bound, measured)
+            )
+    report(worst)
 
 
 @pytest.mark.parametrize("key", ENCODER_KEYS)

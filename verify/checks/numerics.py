@@ -159,7 +159,44 @@ def judge_numerics(
                 seconds=seconds or {},
             )
         )
-    return results
+    invariance = judge_batch_invariance(artifact, contract, per_batch)
+    return results + ([invariance] if invariance else [])
+
+
+def judge_batch_invariance(
+    artifact: ArtifactSpec, contract: Contract, per_batch: RunsByBatch
+) -> CheckResult | None:
+    """Each golden row's outputs at every golden batch size against the same row at batch 1, held
+    to the artifact's ``batch_invariance`` bound: a text's result must not depend on its
+    batch-mates (dynamic activation scales can make it). None when the contract states no bound."""
+    bound = artifact.batch_invariance
+    alone = per_batch.get(1)
+    if bound is None or alone is None:
+        return None
+    metric = METRICS[bound.metric]
+    values = {
+        f"{spec.name}@{batch}": metric.compute(outputs[spec.name], alone[spec.name])
+        for batch, outputs in per_batch.items()
+        if batch != 1
+        for spec in contract.outputs
+        if spec.name in outputs and spec.name in alone
+    }
+    if not values:
+        return None
+    ranked = sorted(values, key=lambda name: values[name])
+    worst_key = ranked[0] if metric.direction == ">=" else ranked[-1]
+    worst = values[worst_key]
+    problems = (
+        [] if within(bound, worst) else [f"{bound.metric} {worst:.8g} at {worst_key}, beyond {bound.limit:g}"]
+    )
+    return verdict(
+        f"{artifact.key}/batch-invariance",
+        problems,
+        f"rows at batch {', '.join(str(b) for b in sorted(per_batch) if b != 1)} against batch 1: "
+        f"{bound.metric} {worst:.8g} ({metric.direction} {bound.limit:g}; worst {worst_key})",
+        values=values,
+        budget_used=budget_used(bound, worst),
+    )
 
 
 def compute_unit_of(backend: str) -> str:
