@@ -43,7 +43,8 @@ class DerivedInputs(torch.nn.Module):
         self.module, self.pad_value = module, enumerated.pad_value
         fed = [spec.name for spec in contract.artifact_inputs(artifact)]
         derived = dict(enumerated.derived)
-        # each contract input, in order: ("fed", position) or ("derived", position of its source)
+        # each contract input, in order: (False, its position among the fed inputs) or
+        # (True, the position of the fed input it is derived from)
         self.plan = [
             (False, fed.index(spec.name)) if spec.name in fed else (True, fed.index(derived[spec.name]))
             for spec in contract.inputs
