@@ -65,6 +65,19 @@ class CosineStats:
         for distance in np.maximum(1.0 - cosines, 1e-12):
             self.sketch.add(float(distance))
 
+    def merge(self, other: CosineStats) -> None:
+        """Fold in another block's statistics: sums and minimum exactly, the sketch bin by bin."""
+        if not other.count:
+            return
+        from ddsketch import DDSketch
+
+        if self.sketch is None:
+            self.sketch = DDSketch(relative_accuracy=SKETCH_ACCURACY)
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.sketch.merge(other.sketch)
+
     def values(self) -> dict[str, float]:
         if not self.count:
             return {}
@@ -93,6 +106,12 @@ class DecisionStats:
         self.top10 += sum(len(set(a) & set(r)) / 10 for a, r in zip(top_a, top_r, strict=True))
         return flipped
 
+    def merge(self, other: DecisionStats) -> None:
+        self.rows += other.rows
+        self.flips += other.flips
+        self.decisions += other.decisions
+        self.top10 += other.top10
+
     def values(self) -> dict[str, float]:
         if not self.rows:
             return {}
@@ -112,22 +131,48 @@ class Entry:
     worst: list = field(default_factory=list)  # heap of (-badness, index, text, values)
     seconds: float = 0.0
 
+    def add_cosines(self, cosines: np.ndarray) -> None:
+        assert self.cosine is not None, f"{self.name} keeps no cosines"
+        self.cosine.add(cosines)
+
+    def add_decisions(self, logits: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        assert self.decisions is not None, f"{self.name} keeps no decisions"
+        return self.decisions.add(logits, reference)
+
     def add_recall(self, recall: np.ndarray) -> None:
         self.recall_sum += float(recall.sum())
         self.recall_rows += len(recall)
 
     def keep_worst(self, badness: np.ndarray, texts: list[str], first_index: int, values: dict) -> None:
         for row in np.argsort(-badness, kind="stable")[:WORST]:
-            item = (
-                float(badness[row]),
-                -(first_index + int(row)),
-                texts[row],
-                {k: float(v[row]) for k, v in values.items()},
+            self._offer(
+                (
+                    float(badness[row]),
+                    -(first_index + int(row)),
+                    texts[row],
+                    {k: float(v[row]) for k, v in values.items()},
+                )
             )
-            if len(self.worst) < WORST:
-                heapq.heappush(self.worst, item)
-            elif item > self.worst[0]:
-                heapq.heapreplace(self.worst, item)
+
+    def _offer(self, item: tuple) -> None:
+        if len(self.worst) < WORST:
+            heapq.heappush(self.worst, item)
+        elif item > self.worst[0]:
+            heapq.heapreplace(self.worst, item)
+
+    def merge(self, other: Entry, offset: int) -> None:
+        """Fold in the same entry's statistics from a block whose first text is text ``offset``.
+        Sums are added block by block in corpus order, so any engine that merges the same blocks in
+        the same order gets the same floats."""
+        if self.cosine is not None and other.cosine is not None:
+            self.cosine.merge(other.cosine)
+        if self.decisions is not None and other.decisions is not None:
+            self.decisions.merge(other.decisions)
+        self.recall_sum += other.recall_sum
+        self.recall_rows += other.recall_rows
+        self.seconds += other.seconds
+        for badness, negative_index, text, values in other.worst:
+            self._offer((badness, negative_index - offset, text, values))
 
     def statistics(self) -> dict[str, float]:
         stats = {}
@@ -213,6 +258,139 @@ class AuditPlan:
     logits_output: str = ""
 
 
+@dataclass
+class Entries:
+    """Every audited entry of a plan, by kind; keys are artifact keys or (encoder, PersonalityModel)."""
+
+    encoders: dict[str, Entry]
+    personalities: dict[str, Entry]
+    pipelines: dict[tuple[str, ...], Entry]
+
+    @classmethod
+    def empty(cls, plan: AuditPlan) -> Entries:
+        def entries(keys, name: Callable, bounds: Callable, cosine: bool, decisions: bool) -> dict:
+            made = {}
+            for key in keys:
+                made[key] = Entry(name(key), bounds(key))
+                made[key].cosine = CosineStats() if cosine else None
+                made[key].decisions = DecisionStats() if decisions else None
+            return made
+
+        return cls(
+            encoders=entries(
+                [k for k in plan.encoders if k != REFERENCE],
+                lambda k: f"audit/{k}[{plan.embedding_output}]",
+                lambda k: plan.encoder_bounds.get(k, {}),
+                cosine=True,
+                decisions=plan.personality is not None,
+            ),
+            personalities=entries(
+                [k for k in plan.personalities if k != REFERENCE],
+                lambda k: f"audit/{k}[{plan.logits_output}]",
+                lambda k: plan.personality_bounds.get(k, {}),
+                cosine=False,
+                decisions=True,
+            ),
+            pipelines=entries(
+                [c for c in plan.combinations if c != (REFERENCE, REFERENCE)],
+                lambda c: f"audit/pipeline/{combination_key(c)}[{plan.logits_output}]",
+                lambda c: plan.combinations[c],
+                cosine=True,
+                decisions=True,
+            ),
+        )
+
+    def all(self) -> list[Entry]:
+        return [*self.encoders.values(), *self.personalities.values(), *self.pipelines.values()]
+
+
+@dataclass
+class BlockAudit:
+    """One block's partial statistics: worst-text indices count from the block's first text."""
+
+    texts: int
+    entries: Entries
+    reference_seconds: float
+
+
+@dataclass
+class AuditTotals:
+    """Block audits merged in corpus order. Everything but the timings is independent of where and
+    how the blocks ran: sums add block by block, minima and counts exactly, DDSketches bin by bin,
+    worst-20 lists by (badness, position)."""
+
+    entries: Entries
+    texts: int = 0
+    reference_seconds: float = 0.0
+
+    def merge(self, block: BlockAudit) -> None:
+        for total, part in zip(self.entries.all(), block.entries.all(), strict=True):
+            if total.name != part.name:
+                raise ValueError(f"audit blocks disagree on their entries: {part.name} is not {total.name}")
+            total.merge(part, self.texts)
+        self.texts += block.texts
+        self.reference_seconds += block.reference_seconds
+
+    def results(self) -> list[CheckResult]:
+        reference_rate = self.texts / self.reference_seconds if self.reference_seconds else None
+        return [entry.result(self.texts, reference_rate) for entry in self.entries.all()]
+
+
+def audit_block(plan: AuditPlan, tokenizer, texts: list[str], batch_size: int) -> BlockAudit:
+    """Every entry's statistics on one block of texts; kNN neighbours are found within the block."""
+    from verify.tokenization import token_batches
+
+    entries = Entries.empty(plan)
+    reference_seconds = 0.0
+    batches = token_batches(tokenizer, texts, batch_size)
+    embeddings = {}
+    for key, runner in plan.encoders.items():
+        start = time.perf_counter()
+        embeddings[key] = _run_batches(runner, batches, len(texts), plan.embedding_output)
+        if key in entries.encoders:
+            entries.encoders[key].seconds += time.perf_counter() - start
+        else:
+            reference_seconds += time.perf_counter() - start
+    reference = embeddings[REFERENCE]
+    logits: dict[tuple[str, str], np.ndarray] = {}
+
+    def decide(encoder_key: str, personality_key: str) -> np.ndarray:
+        pair = (encoder_key, personality_key)
+        if pair not in logits:
+            runner = plan.personalities[personality_key]
+            inputs = embeddings[encoder_key]
+            logits[pair] = np.concatenate(
+                [
+                    runner({plan.personality_input: inputs[i : i + batch_size]})[plan.logits_output]
+                    for i in range(0, len(inputs), batch_size)
+                ]
+            )
+        return logits[pair]
+
+    recalls = {key: knn_recall(reference, embeddings[key]) for key in plan.encoders if key != REFERENCE}
+    for key, entry in entries.encoders.items():
+        cos = cosines(embeddings[key], reference)
+        entry.add_cosines(cos)
+        entry.add_recall(recalls[key])
+        values = {"cosine": cos, "knn_recall10": recalls[key]}
+        if plan.personality:
+            flipped = entry.add_decisions(decide(key, REFERENCE), decide(REFERENCE, REFERENCE))
+            values["flipped"] = flipped
+        entry.keep_worst(1.0 - cos, texts, 0, values)
+    for key, entry in entries.personalities.items():
+        start = time.perf_counter()
+        flipped = entry.add_decisions(decide(REFERENCE, key), decide(REFERENCE, REFERENCE))
+        entry.seconds += time.perf_counter() - start
+        entry.keep_worst(flipped.astype(float), texts, 0, {"flipped": flipped})
+    for (encoder_key, personality_key), entry in entries.pipelines.items():
+        cos = cosines(embeddings[encoder_key], reference)
+        entry.add_cosines(cos)
+        entry.add_recall(recalls.get(encoder_key, np.ones(len(texts))))
+        flipped = entry.add_decisions(decide(encoder_key, personality_key), decide(REFERENCE, REFERENCE))
+        entry.keep_worst(flipped + (1.0 - cos), texts, 0, {"flipped": flipped, "cosine": cos})
+    return BlockAudit(len(texts), entries, reference_seconds)
+
+
 def run_audit(
     plan: AuditPlan,
     tokenizer,
@@ -220,91 +398,12 @@ def run_audit(
     batch_size: int,
     progress: Callable[[int], None] = lambda texts: None,
 ) -> tuple[list[CheckResult], int]:
-    """Stream ``blocks`` (lists of texts) through the plan; one CheckResult per entry."""
-    from verify.tokenization import token_batches
-
-    def entries(keys, name: Callable, bounds: Callable, cosine: bool, decisions: bool) -> dict:
-        made = {}
-        for key in keys:
-            made[key] = Entry(name(key), bounds(key))
-            made[key].cosine = CosineStats() if cosine else None
-            made[key].decisions = DecisionStats() if decisions else None
-        return made
-
-    encoders = entries(
-        [k for k in plan.encoders if k != REFERENCE],
-        lambda k: f"audit/{k}[{plan.embedding_output}]",
-        lambda k: plan.encoder_bounds.get(k, {}),
-        cosine=True,
-        decisions=plan.personality is not None,
-    )
-    personalities = entries(
-        [k for k in plan.personalities if k != REFERENCE],
-        lambda k: f"audit/{k}[{plan.logits_output}]",
-        lambda k: plan.personality_bounds.get(k, {}),
-        cosine=False,
-        decisions=True,
-    )
-    pipelines = entries(
-        [c for c in plan.combinations if c != (REFERENCE, REFERENCE)],
-        lambda c: f"audit/pipeline/{combination_key(c)}[{plan.logits_output}]",
-        lambda c: plan.combinations[c],
-        cosine=True,
-        decisions=True,
-    )
-    seen, reference_seconds = 0, 0.0
+    """Stream ``blocks`` (lists of texts) through the plan in this process; one CheckResult per entry."""
+    totals = AuditTotals(Entries.empty(plan))
     for texts in blocks:
-        batches = token_batches(tokenizer, texts, batch_size)
-        embeddings = {}
-        for key, runner in plan.encoders.items():
-            start = time.perf_counter()
-            embeddings[key] = _run_batches(runner, batches, len(texts), plan.embedding_output)
-            if key in encoders:
-                encoders[key].seconds += time.perf_counter() - start
-            else:
-                reference_seconds += time.perf_counter() - start
-        reference = embeddings[REFERENCE]
-        logits: dict[tuple[str, str], np.ndarray] = {}
-
-        def decide(encoder_key: str, personality_key: str) -> np.ndarray:
-            pair = (encoder_key, personality_key)
-            if pair not in logits:
-                runner = plan.personalities[personality_key]
-                inputs = embeddings[encoder_key]
-                logits[pair] = np.concatenate(
-                    [
-                        runner({plan.personality_input: inputs[i : i + batch_size]})[plan.logits_output]
-                        for i in range(0, len(inputs), batch_size)
-                    ]
-                )
-            return logits[pair]
-
-        recalls = {key: knn_recall(reference, embeddings[key]) for key in plan.encoders if key != REFERENCE}
-        for key, entry in encoders.items():
-            cos = cosines(embeddings[key], reference)
-            entry.cosine.add(cos)
-            entry.add_recall(recalls[key])
-            values = {"cosine": cos, "knn_recall10": recalls[key]}
-            if plan.personality:
-                flipped = entry.decisions.add(decide(key, REFERENCE), decide(REFERENCE, REFERENCE))
-                values["flipped"] = flipped
-            entry.keep_worst(1.0 - cos, texts, seen, values)
-        for key, entry in personalities.items():
-            start = time.perf_counter()
-            flipped = entry.decisions.add(decide(REFERENCE, key), decide(REFERENCE, REFERENCE))
-            entry.seconds += time.perf_counter() - start
-            entry.keep_worst(flipped.astype(float), texts, seen, {"flipped": flipped})
-        for (encoder_key, personality_key), entry in pipelines.items():
-            cos = cosines(embeddings[encoder_key], reference)
-            entry.cosine.add(cos)
-            entry.add_recall(recalls.get(encoder_key, np.ones(len(texts))))
-            flipped = entry.decisions.add(decide(encoder_key, personality_key), decide(REFERENCE, REFERENCE))
-            entry.keep_worst(flipped + (1.0 - cos), texts, seen, {"flipped": flipped, "cosine": cos})
-        seen += len(texts)
+        totals.merge(audit_block(plan, tokenizer, texts, batch_size))
         progress(len(texts))
-    everything = [*encoders.values(), *personalities.values(), *pipelines.values()]
-    reference_rate = seen / reference_seconds if reference_seconds else None
-    return [entry.result(seen, reference_rate) for entry in everything], seen
+    return totals.results(), totals.texts
 
 
 def _run_batches(runner: RunFn, batches, count: int, output: str) -> np.ndarray:
@@ -342,7 +441,7 @@ def pipeline_plan(pipeline: PipelineContract) -> tuple[str, str, str]:
 
 @dataclass
 class AuditRequest:
-    corpus: Path
+    corpus: Path | str  # a file, or for the Ray engine any URI pyarrow's filesystems read
     column: str = "text"
     block: int = 1024  # texts per block: kNN recall is exact within a block
     batch_size: int = 64
@@ -351,6 +450,7 @@ class AuditRequest:
     pipeline_budgets: dict[str, float] = field(default_factory=dict)  # project [budgets.pipeline]
     ship: dict[str, dict[str, str]] = field(default_factory=dict)
     compute_units: str | None = None
+    threads: int = 0  # onnxruntime intra-op threads per session; 0 = onnxruntime's default
 
 
 def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]:
@@ -376,7 +476,7 @@ def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]
                 if artifact.key == REFERENCE:
                     raise ValueError(f"{bundle.root}: the audit reference {artifact.filename} is missing")
                 continue
-            model = artifact_runner(bundle.registered, artifact, path, request.compute_units)
+            model = artifact_runner(bundle.registered, artifact, path, request.compute_units, request.threads)
             chosen[artifact.key] = model.run
         return chosen
 

@@ -5,7 +5,7 @@ Nothing is read whole: texts come in chunks of bounded size."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -45,19 +45,23 @@ def read_texts(path: Path, column: str = "text") -> Iterator[str]:
         yield from _parquet(path, column)
         return
     with open(path, encoding="utf-8", errors="strict") as handle:
-        try:
-            for number, line in enumerate(handle, 1):
-                line = line.rstrip("\n").rstrip("\r")
-                if path.suffix == ".txt":
-                    if line.strip():
-                        yield line
-                elif line.strip():
-                    yield _jsonl_text(line, column, path, number)
-        except UnicodeDecodeError as exc:
-            raise CorpusError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        yield from line_texts(handle, path.suffix, column, path)
 
 
-def _jsonl_text(line: str, column: str, path: Path, number: int) -> str:
+def line_texts(handle: Iterable[str], suffix: str, column: str, source: Path | str) -> Iterator[str]:
+    """The texts of a .txt or .jsonl stream opened in text mode (universal newlines): blank lines
+    are skipped. Both engines read lines through this one function."""
+    try:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            yield line if suffix == ".txt" else _jsonl_text(line, column, source, number)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _jsonl_text(line: str, column: str, path: Path | str, number: int) -> str:
     try:
         record = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -81,13 +85,16 @@ def _parquet(path: Path, column: str) -> Iterator[str]:
                 f"{path}: no column {column!r} (columns: {', '.join(source.schema_arrow.names)})"
             )
         for batch in source.iter_batches(batch_size=4096, columns=[column]):
-            for value in batch.column(0).to_pylist():
-                if isinstance(value, str) and value.strip():
-                    yield value
+            yield from column_texts(batch.column(0).to_pylist())
     except CorpusError:
         raise
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
         raise CorpusError(f"{path}: unreadable Parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def column_texts(values: Iterable[object]) -> list[str]:
+    """A Parquet column's texts: nulls, non-strings and blank strings are skipped."""
+    return [value for value in values if isinstance(value, str) and value.strip()]
 
 
 def chunked(texts: Iterator[str], size: int) -> Iterator[list[str]]:
