@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import sys
 import time
@@ -37,14 +38,35 @@ def _parser() -> argparse.ArgumentParser:
     add_project_arguments(parser)
     parser.add_argument(
         "--corpus",
-        type=Path,
         metavar="FILE",
-        help="also audit every artifact and pipeline on these texts (.txt, .jsonl, .parquet)",
+        help="also audit every artifact and pipeline on these texts (.txt, .jsonl, .parquet; with "
+        "--engine ray also s3://, gs:// and Parquet directories)",
     )
     parser.add_argument(
         "--corpus-column", default=None, help="field of .jsonl / column of .parquet (default text)"
     )
     parser.add_argument("--audit", action="store_true", help="audit on the project file's corpus")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="run the audit in this process (default) or on Ray Data (pip install 'coreml-contract[scale]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to join (default: RAY_ADDRESS if set, else a local cluster)",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="Ray audit actors (default: the cluster's CPUs less one)"
+    )
+    parser.add_argument(
+        "--worker-cpus",
+        type=float,
+        default=1.0,
+        metavar="CPUS",
+        help="CPUs each Ray actor reserves; its sessions run that many threads (default 1)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write a machine-readable report")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML, one testcase per check")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
@@ -141,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     corpus = args.corpus or (project.corpus if args.audit and project else None)
     if args.audit and corpus is None:
         return _error("--audit: the project file names no [audit] corpus (or use --corpus FILE)")
+    if args.engine == "local" and corpus is not None and "://" in str(corpus):
+        return _error(f"--corpus {corpus}: a remote corpus needs --engine ray")
+    if args.workers is not None and args.workers < 1:
+        return _error(f"--workers {args.workers}: must be at least 1")
+    if args.worker_cpus <= 0:
+        return _error(f"--worker-cpus {args.worker_cpus:g}: must be positive")
     if project is not None and not only and (project.precisions or project.formats):
         only = _built_by(project, keys)
     if args.load_outputs is not None and not args.load_outputs.is_dir():
@@ -175,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         reports = verify_paths(paths, options)
         if corpus is not None:
             column = args.corpus_column or (project.corpus_column if project else "text")
-            reports.append(_audit(paths, corpus, column, options, project, args.quiet))
+            reports.append(_audit(paths, corpus, column, options, project, args))
     except UnusableInput as exc:
         return _error(str(exc))
     except ValueError as exc:  # e.g. --compute-units where Core ML is absent, an unreadable corpus
@@ -219,18 +247,15 @@ def _note(message: str) -> None:
     print(f"verify-contract: {message}", file=sys.stderr)
 
 
-def _audit(paths: list[Path], corpus: Path, column: str, options, project, quiet: bool):
+def _audit(paths: list[Path], corpus: Path | str, column: str, options, project, args):
     """The corpus audit as one more report, with a progress bar on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from verify.audit import AuditRequest, plan_audit, run_audit
     from verify.bundle import open_bundle
     from verify.corpus import chunked, count_texts, read_texts
     from verify.verifier import BundleReport
 
     request = AuditRequest(
-        corpus=corpus,
+        corpus=corpus if args.engine == "ray" else Path(corpus),
         column=column,
         only=options.only,
         budgets=project.audit_budgets if project else {},
@@ -238,12 +263,44 @@ def _audit(paths: list[Path], corpus: Path, column: str, options, project, quiet
         ship=options.ship,
         compute_units=options.compute_units,
     )
-    blocks = chunked(read_texts(corpus, column), request.block)
-    first = next(blocks, None)  # a corpus that cannot be read fails here, before anything is loaded
-    if first is None:
-        raise ValueError(f"{corpus}: no texts")
-    plan, tokenizer = plan_audit([open_bundle(p) for p in paths], request)
-    total = count_texts(corpus, column)
+    name = str(corpus).rstrip("/").rsplit("/", 1)[-1]
+    local_file = Path(corpus) if "://" not in str(corpus) and Path(corpus).is_file() else None
+    total = count_texts(local_file, column) if local_file else None
+    started = time.perf_counter()
+    with _audit_progress(name, total, args.quiet) as advance:
+        if args.engine == "ray":
+            from verify.audit_ray import RayOptions, run_ray_audit
+
+            engine = RayOptions(args.ray_address, args.workers, args.worker_cpus)
+            results, seen = run_ray_audit(paths, request, engine, advance)
+        else:
+            blocks = chunked(read_texts(Path(corpus), column), request.block)
+            first = next(blocks, None)  # a corpus that cannot be read fails here, before anything loads
+            if first is None:
+                raise ValueError(f"{corpus}: no texts")
+            plan, tokenizer = plan_audit([open_bundle(p) for p in paths], request)
+            results, seen = run_audit(
+                plan, tokenizer, itertools.chain([first], blocks), request.batch_size, advance
+            )
+    seconds = time.perf_counter() - started
+    if not args.quiet:
+        print(
+            f"verify-contract: audited {seen} texts in {seconds:.0f} s ({seen / seconds:.1f} texts/s, "
+            f"{args.engine} engine) against the bundles' onnx-fp32 artifacts (the goldens prove them "
+            "equal to torch)",
+            file=sys.stderr,
+        )
+    report = BundleReport(Path(str(corpus)), "audit")
+    report.checks.extend(results)
+    return report
+
+
+@contextlib.contextmanager
+def _audit_progress(name: str, total: int | None, quiet: bool):
+    """A progress bar on a terminal, a line every 10 s otherwise; yields the advance callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
     columns = (TextColumn("audit {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"))
     started = last_line = time.perf_counter()
@@ -255,7 +312,7 @@ def _audit(paths: list[Path], corpus: Path, column: str, options, project, quiet
         disable=quiet or not console.is_terminal,
         transient=True,
     ) as progress:
-        task = progress.add_task(corpus.name, total=total, rate="")
+        task = progress.add_task(name, total=total, rate="")
 
         def advance(count: int) -> None:
             nonlocal last_line
@@ -264,22 +321,10 @@ def _audit(paths: list[Path], corpus: Path, column: str, options, project, quiet
             rate = f"{done / max(now - started, 1e-9):.1f} texts/s"
             progress.update(task, advance=count, rate=rate)
             if not quiet and not console.is_terminal and now - last_line > 10:
-                _note(f"audit {corpus.name}: {done:.0f}/{total or '?'} texts, {rate}")
+                _note(f"audit {name}: {done:.0f}/{total or '?'} texts, {rate}")
                 last_line = now
 
-        results, seen = run_audit(
-            plan, tokenizer, itertools.chain([first], blocks), request.batch_size, advance
-        )
-    seconds = time.perf_counter() - started
-    if not quiet:
-        print(
-            f"verify-contract: audited {seen} texts in {seconds:.0f} s ({seen / seconds:.1f} texts/s) "
-            "against the bundles' onnx-fp32 artifacts (the goldens prove them equal to torch)",
-            file=sys.stderr,
-        )
-    report = BundleReport(corpus, "audit")
-    report.checks.extend(results)
-    return report
+        yield advance
 
 
 def _self_test(paths: list[Path]) -> int:
