@@ -19,7 +19,7 @@ import math
 import os
 import pickle
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -73,14 +73,16 @@ def run_ray_audit(
         )
         audited = dataset.map_batches(
             auditor,
-            batch_size=None,  # one batch = one block of `block` consecutive texts
+            # one task, one batch = one block of `block` consecutive texts: Ray Data would otherwise
+            # bundle small blocks into one task, and one actor would audit them all in turn
+            batch_size=request.block,
             batch_format="pyarrow",
             concurrency=workers,
             num_cpus=options.worker_cpus,
         )
         short = None
-        for row in audited.iter_rows():
-            block: BlockAudit = pickle.loads(row[RESULT])
+        for row in _rows(audited):
+            block: BlockAudit = pickle.loads(row)
             if short is not None:
                 raise EngineError(
                     f"Ray Data cut a block of {short} texts before the last one (blocks are "
@@ -98,6 +100,13 @@ def run_ray_audit(
     if not totals.texts:
         raise EngineError(f"{corpus}: no texts")
     return totals.results(), totals.texts
+
+
+def _rows(audited) -> Iterator[bytes]:
+    """Each block's pickled audit as soon as it is merged-ready: no prefetching, which would hold
+    a finished block back until the next one is done too."""
+    for batch in audited.iter_batches(batch_size=None, prefetch_batches=0, batch_format="pyarrow"):
+        yield from batch.column(RESULT).to_pylist()
 
 
 class BlockAuditor:
