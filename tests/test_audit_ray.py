@@ -80,21 +80,6 @@ def _same(got: dict[str, dict], expected: dict[str, dict]) -> None:
     }
 
 
-def test_ray_engine_gives_the_local_report_number_for_number(
-    cluster, bundles, corpus, local_report, capsys, tmp_path
-):
-    """Two actors, blocks merged in corpus order; the Parquet corpus read by Ray Data, the .txt one
-    by the local engine: every statistic, quantile and worst text equal."""
-    report = tmp_path / "r.json"
-    code, _, err = run_verify(capsys, bundles, "--no-numerics", "--only", ONLY, "--corpus", corpus["parquet"],
-                              "--corpus-column", "body", "--engine", "ray", "--workers", "2",
-                              "--worker-cpus", "0.5", "--json", report)  # fmt: skip
-    assert code == 0, err[-2000:]
-    assert f"audited {TEXTS} texts" in err and "ray engine" in err
-    _same(_audit_checks(report), local_report)
-    assert any(c["details"]["worst_texts"] for c in local_report.values())
-
-
 def _actor_pids() -> set[int]:
     pids = set()
     for entry in Path("/proc").iterdir():
@@ -106,27 +91,50 @@ def _actor_pids() -> set[int]:
     return pids
 
 
-def test_a_killed_actor_is_restarted_and_the_result_is_unchanged(cluster, bundles, corpus, local_report):
-    from verify.audit import AuditRequest
-    from verify.audit_ray import RayOptions, run_ray_audit
+class ActorKiller(threading.Thread):
+    """Kills the first audit actor once it has run for ``after`` seconds (mid-block: a block takes
+    longer), then watches for the actor Ray starts in its place."""
 
-    killed: list[int] = []
+    def __init__(self, after: float) -> None:
+        super().__init__(daemon=True)
+        self.after, self.killed, self.replaced = after, 0, False
+        self.stop = threading.Event()
 
-    def kill_one_actor(texts: int) -> None:  # after the first block: the others are in flight
-        if not killed:
-            victim = min(_actor_pids())
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+    def run(self) -> None:
+        while not self.stop.wait(0.2) and not (first := _actor_pids()):
+            pass
+        if self.stop.wait(self.after) or not first:
+            return
+        self.killed = min(first)
+        survivors = _actor_pids() - {self.killed}
+        os.kill(self.killed, signal.SIGKILL)
+        while not self.stop.wait(0.2):
+            if _actor_pids() - survivors - {self.killed}:
+                self.replaced = True
+                return
 
-    request = AuditRequest(corpus=corpus["txt"], only=(ONLY,))
-    results, seen = run_ray_audit(
-        [bundles / "encoder_v1", bundles / "personality_v1"],
-        request,
-        RayOptions(workers=2, worker_cpus=0.5),
-        kill_one_actor,
-    )
-    assert killed and seen == TEXTS
-    _same(_as_json(results), local_report)
+
+def test_ray_engine_survives_a_killed_actor_and_gives_the_local_report(
+    cluster, bundles, corpus, local_report, capsys, tmp_path
+):
+    """Two actors, one killed mid-block and restarted by Ray; the Parquet corpus read by Ray Data,
+    the .txt one by the local engine: every statistic, quantile and worst text equal."""
+    report = tmp_path / "r.json"
+    killer = ActorKiller(after=8)
+    killer.start()
+    try:
+        code, _, err = run_verify(capsys, bundles, "--no-numerics", "--only", ONLY,
+                                  "--corpus", corpus["parquet"], "--corpus-column", "body",
+                                  "--engine", "ray", "--workers", "2", "--worker-cpus", "0.5",
+                                  "--json", report)  # fmt: skip
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert code == 0, err[-2000:]
+    assert killer.killed and killer.replaced, "no actor was killed and restarted"
+    assert f"audited {TEXTS} texts" in err and "ray engine" in err
+    _same(_audit_checks(report), local_report)
+    assert any(c["details"]["worst_texts"] for c in local_report.values())
 
 
 def _tree_memory(root: int) -> int:

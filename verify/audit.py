@@ -19,6 +19,7 @@ entry keeps its 20 worst texts.
 from __future__ import annotations
 
 import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,24 +50,25 @@ AUDIT_METRICS = {
 
 @dataclass
 class CosineStats:
+    """A block's cosines (``add``) or a whole audit's (``merge`` of blocks, in corpus order). A block
+    keeps its distances 1 − cos; merging puts them into the audit's DDSketch, value by value, so
+    every engine builds the same sketch from the same blocks."""
+
     count: int = 0
     total: float = 0.0
     minimum: float = 1.0
-    sketch: Any = None  # DDSketch of 1 - cos
+    distances: np.ndarray | None = None  # a block's 1 - cos, floored at 1e-12
+    sketch: Any = None  # DDSketch of every merged block's distances
 
     def add(self, cosines: np.ndarray) -> None:
-        from ddsketch import DDSketch
-
-        if self.sketch is None:
-            self.sketch = DDSketch(relative_accuracy=SKETCH_ACCURACY)
         self.count += len(cosines)
         self.total += float(cosines.sum())
         self.minimum = min(self.minimum, float(cosines.min()))
-        for distance in np.maximum(1.0 - cosines, 1e-12):
-            self.sketch.add(float(distance))
+        distances = np.maximum(1.0 - cosines, 1e-12)
+        self.distances = distances if self.distances is None else np.concatenate([self.distances, distances])
 
     def merge(self, other: CosineStats) -> None:
-        """Fold in another block's statistics: sums and minimum exactly, the sketch bin by bin."""
+        """Fold in another block's statistics: sums and minimum exactly, its distances into the sketch."""
         if not other.count:
             return
         from ddsketch import DDSketch
@@ -76,16 +78,31 @@ class CosineStats:
         self.count += other.count
         self.total += other.total
         self.minimum = min(self.minimum, other.minimum)
-        self.sketch.merge(other.sketch)
+        for distance in other.distances if other.distances is not None else ():
+            self.sketch.add(float(distance))
 
     def values(self) -> dict[str, float]:
-        if not self.count:
+        if not self.count or self.sketch is None:
             return {}
         return {
             "min_cosine": self.minimum,
             "q001_cosine": 1.0 - float(self.sketch.get_quantile_value(1.0 - QUANTILE)),
             "mean_cosine": self.total / self.count,
         }
+
+    def to_wire(self) -> dict:
+        distances = self.distances if self.distances is not None else np.zeros(0)
+        return {
+            "count": self.count,
+            "total": self.total,
+            "minimum": self.minimum,
+            "distances": distances.tolist(),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> CosineStats:
+        distances = np.asarray(data["distances"], dtype=np.float64)
+        return cls(int(data["count"]), float(data["total"]), float(data["minimum"]), distances)
 
 
 @dataclass
@@ -111,6 +128,13 @@ class DecisionStats:
         self.flips += other.flips
         self.decisions += other.decisions
         self.top10 += other.top10
+
+    def to_wire(self) -> dict:
+        return {"rows": self.rows, "flips": self.flips, "decisions": self.decisions, "top10": self.top10}
+
+    @classmethod
+    def from_wire(cls, data: dict) -> DecisionStats:
+        return cls(int(data["rows"]), int(data["flips"]), int(data["decisions"]), float(data["top10"]))
 
     def values(self) -> dict[str, float]:
         if not self.rows:
@@ -311,6 +335,47 @@ class BlockAudit:
     texts: int
     entries: Entries
     reference_seconds: float
+
+    def to_json(self) -> str:
+        """The block as JSON, for engines that move it between processes: Python's float repr
+        round-trips exactly, so the merged numbers do not change; nothing executable is loaded."""
+        entries = [
+            {
+                "name": entry.name,
+                "cosine": entry.cosine.to_wire() if entry.cosine is not None else None,
+                "decisions": entry.decisions.to_wire() if entry.decisions is not None else None,
+                "recall_sum": entry.recall_sum,
+                "recall_rows": entry.recall_rows,
+                "worst": [list(item) for item in entry.worst],
+                "seconds": entry.seconds,
+            }
+            for entry in self.entries.all()
+        ]
+        return json.dumps(
+            {"texts": self.texts, "reference_seconds": self.reference_seconds, "entries": entries}
+        )
+
+    @classmethod
+    def from_json(cls, text: str, plan: AuditPlan) -> BlockAudit:
+        """A block written by ``to_json`` for the same plan; ValueError if its entries differ."""
+        data = json.loads(text)
+        entries = Entries.empty(plan)
+        wired = data["entries"]
+        if [w["name"] for w in wired] != [e.name for e in entries.all()]:
+            raise ValueError("an audited block does not match the plan's entries")
+        for entry, wire in zip(entries.all(), wired, strict=True):
+            entry.cosine = CosineStats.from_wire(wire["cosine"]) if wire["cosine"] is not None else None
+            entry.decisions = (
+                DecisionStats.from_wire(wire["decisions"]) if wire["decisions"] is not None else None
+            )
+            entry.recall_sum, entry.recall_rows = float(wire["recall_sum"]), int(wire["recall_rows"])
+            entry.worst = [
+                (float(b), int(i), str(t), {k: float(v) for k, v in values.items()})
+                for b, i, t, values in wire["worst"]
+            ]
+            heapq.heapify(entry.worst)
+            entry.seconds = float(wire["seconds"])
+        return cls(int(data["texts"]), entries, float(data["reference_seconds"]))
 
 
 @dataclass

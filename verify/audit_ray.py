@@ -17,7 +17,6 @@ import io
 import logging
 import math
 import os
-import pickle
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -82,7 +81,7 @@ def run_ray_audit(
         )
         short = None
         for row in _rows(audited):
-            block: BlockAudit = pickle.loads(row)
+            block = BlockAudit.from_json(row, plan)
             if short is not None:
                 raise EngineError(
                     f"Ray Data cut a block of {short} texts before the last one (blocks are "
@@ -102,8 +101,8 @@ def run_ray_audit(
     return totals.results(), totals.texts
 
 
-def _rows(audited) -> Iterator[bytes]:
-    """Each block's pickled audit as soon as it is merged-ready: no prefetching, which would hold
+def _rows(audited) -> Iterator[str]:
+    """Each block's audit (JSON) as soon as it is merged-ready: no prefetching, which would hold
     a finished block back until the next one is done too."""
     for batch in audited.iter_batches(batch_size=None, prefetch_batches=0, batch_format="pyarrow"):
         yield from batch.column(RESULT).to_pylist()
@@ -124,7 +123,7 @@ class BlockAuditor:
     def __call__(self, batch: Any) -> dict[str, list]:
         texts = batch.column(TEXT).to_pylist()
         block = audit_block(self.plan, self.tokenizer, texts, self.batch_size)
-        return {RESULT: [pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)]}
+        return {RESULT: [block.to_json()]}
 
 
 def corpus_format(corpus: str) -> str:
