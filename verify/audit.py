@@ -381,8 +381,8 @@ class BlockAudit:
 @dataclass
 class AuditTotals:
     """Block audits merged in corpus order. Everything but the timings is independent of where and
-    how the blocks ran: sums add block by block, minima and counts exactly, DDSketches bin by bin,
-    worst-20 lists by (badness, position)."""
+    how the blocks ran: sums add block by block, minima and counts exactly, each block's 1 − cos
+    values go into one DDSketch, worst-20 lists merge by (badness, position)."""
 
     entries: Entries
     texts: int = 0
