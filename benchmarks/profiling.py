@@ -40,14 +40,20 @@ def _shares(totals: dict[str, float], top: int) -> list[tuple[str, float]]:
 
 
 def profile_onnx(path: Path, batches: list[dict], runs: int = 3, top: int = 6) -> dict[str, object]:
+    """Per-operator kernel time of the model at ``path``, as the runners run it (int8 on u8s8
+    kernels where those are exact)."""
     import onnxruntime as ort
+
+    from verify.backends.integer_kernels import fast_model_bytes
+
+    source: str | bytes = fast_model_bytes(path) or str(path)
 
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
         options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         for inputs in batches:  # warm-up, not timed
             session.run(None, inputs)
         per_batch = [0.0] * len(batches)

@@ -183,6 +183,7 @@ def encoder_section(encoder: dict) -> str:
         "onnx-fp32",
         "onnx-fp16",
         "onnx-int8",
+        "onnx-int8-portable",
         "ort-opt",
         "ort-opt-fused",
         "onnx-fp32 model",

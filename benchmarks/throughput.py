@@ -50,7 +50,8 @@ LABELS = {
     "st-own": "sentence-transformers torch fp32, `encode(texts, batch_size=64)`",
     "onnx-fp32": "ONNX fp32",
     "onnx-fp16": "ONNX fp16",
-    "onnx-int8": "ONNX int8",
+    "onnx-int8": "ONNX int8 (u8s8 kernels where exact)",
+    "onnx-int8-portable": "ONNX int8, the file's u8u8 kernels",
     "ort-opt": "ONNX fp32 + transformer optimizer (as is)",
     "ort-opt-fused": "ONNX fp32 + transformer optimizer, attention fused",
     "onnx-fp32 model": "ONNX fp32, model only (pre-tokenized)",
@@ -81,12 +82,15 @@ def encoder_throughput(
     from benchmarks import optimizer
     from golden.store import read_golden
     from inference.encode import DEFAULT_BATCH, BundleEncoder
+    from verify.backends.integer_kernels import PORTABLE
     from verify.backends.runners import OnnxRunner
 
     golden = read_golden(bundle / "golden")
     texts = list(golden.info["texts"])
     expected = golden.tensors["embedding"]
     encoders = {f"onnx-{p}": BundleEncoder(bundle, f"onnx-{p}") for p in PRECISIONS}
+    if encoders["onnx-int8"].runner.signed_weights:  # the file's own u8u8 kernels, for comparison
+        encoders["onnx-int8-portable"] = BundleEncoder(bundle, "onnx-int8", integer_kernels=PORTABLE)
     variants = optimizer.build_variants(bundle, workdir) if workdir is not None else {}
     for name, variant in variants.items():
         encoders[name] = BundleEncoder(bundle, "onnx-fp32")

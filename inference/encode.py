@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import ENCODER_V1
+from verify.backends.integer_kernels import FASTEST
 from verify.backends.runners import OnnxRunner
 from verify.tokenization import DEFAULT_BATCH, TokenBatch, load_tokenizer, token_batches, token_ids
 
@@ -23,19 +24,22 @@ __all__ = ["DEFAULT_BATCH", "BundleEncoder", "encode_texts"]
 
 
 class BundleEncoder:
-    """One tokenizer and one onnxruntime session for an encoder bundle, loaded once.
+    """One tokenizer and one onnxruntime session for an encoder bundle, loaded once. int8 runs on
+    u8s8 kernels where they are exact (``integer_kernels``: :class:`OnnxRunner`).
 
     ``batches`` (tokenize, sort, pad) and ``run`` (the model) are separate so that a benchmark
     can time each; ``encode`` is both.
     """
 
-    def __init__(self, bundle: Path, artifact: str = "onnx-fp32", threads: int = 0) -> None:
+    def __init__(
+        self, bundle: Path, artifact: str = "onnx-fp32", threads: int = 0, integer_kernels: str = FASTEST
+    ) -> None:
         spec = ENCODER_V1.artifact(artifact)
         if spec.format != "onnx":
             raise ValueError(f"{artifact}: encode_texts runs ONNX artifacts only")
         self.bundle = Path(bundle)
         self.tokenizer = load_tokenizer(self.bundle)
-        self.runner = OnnxRunner(ENCODER_V1, self.bundle / spec.filename, threads=threads)
+        self.runner = OnnxRunner(ENCODER_V1, self.bundle / spec.filename, threads, integer_kernels)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return token_ids(self.tokenizer, texts)

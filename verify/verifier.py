@@ -11,6 +11,7 @@ from contracts.schema import UPDATABLE_KEY, ArtifactSpec
 from verify.backends.runners import Runner, artifact_runner, coreml_backend, native_coreml_available
 from verify.bundle import Bundle, open_bundle
 from verify.checks.coreml_structure import check_coreml
+from verify.checks.integer_kernels import check_integer_kernels
 from verify.checks.integrity import (
     bundle_facts,
     check_content,
@@ -204,6 +205,8 @@ def _numerics(
             return [failed(name, f"{type(exc).__name__}: {exc}")]
         results = check_numerics(judged, contract, golden, runner, runs.setdefault(artifact.key, {}))
         results = name_nonfinite_op(results, runner, path, contract, golden, runs[artifact.key])
+        kernels = check_integer_kernels(artifact, contract, golden, runner, runs[artifact.key])
+        results += [kernels] if kernels else []
         backend = runner.backend
         if options.save_outputs is not None and runs[artifact.key]:
             save_runs(options.save_outputs, contract.name, artifact.key, runs[artifact.key], backend)

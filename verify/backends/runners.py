@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import ArtifactSpec, Contract
+from verify.backends.integer_kernels import FASTEST, KERNEL_CHOICES, fast_model_bytes
 
 COMPUTE_UNITS = ("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU")
 
@@ -67,14 +68,28 @@ class Runner:
 
 
 class OnnxRunner(Runner):
-    def __init__(self, contract: Contract, path: Path, threads: int = 0) -> None:
+    """onnxruntime on the CPU. ``integer_kernels="fastest"`` runs portable int8 GEMMs on the
+    u8s8 kernels where this CPU sums them exactly (VNNI/AMX; same outputs, bit for bit:
+    :mod:`verify.backends.integer_kernels`); ``"portable"`` runs the file as it is."""
+
+    def __init__(
+        self, contract: Contract, path: Path, threads: int = 0, integer_kernels: str = FASTEST
+    ) -> None:
         import onnxruntime as ort
 
+        if integer_kernels not in KERNEL_CHOICES:
+            raise ValueError(f"integer_kernels={integer_kernels!r}: choose from {', '.join(KERNEL_CHOICES)}")
         super().__init__(contract)
+        self.path = path
+        self.threads = threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        signed = fast_model_bytes(path) if integer_kernels == FASTEST else None
+        self.signed_weights = signed is not None
+        source: str | bytes = signed if signed is not None else str(path)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        # the same string either way: both kernels give the same bits (``*/integer-kernels``)
         self.backend = f"onnxruntime {ort.__version__} CPU"
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

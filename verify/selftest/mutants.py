@@ -206,24 +206,11 @@ def scale_onnx_output(path: Path, output: str, factor: float) -> None:
 
 
 def signed_onnx_weights(path: Path) -> None:
-    """Store every uint8 integer-GEMM weight as signed int8 (codes - zero point), zero point 0: the
-    same values, but u8s8 math, which saturates on x86 CPUs without VNNI."""
-    from onnx import numpy_helper
+    """Store every portable (uint8, zero point 128) integer-GEMM weight as signed int8, zero
+    point 0: the same values, but u8s8 math, which saturates on x86 CPUs without VNNI."""
+    from verify.backends.integer_kernels import sign_weights
 
-    def edit(model) -> None:
-        initializers = {i.name: i for i in model.graph.initializer}
-        for node in model.graph.node:
-            if node.op_type != "MatMulInteger" or len(node.input) < 4:
-                continue
-            weight, zero_point = initializers[node.input[1]], initializers[node.input[3]]
-            codes, zero = numpy_helper.to_array(weight), numpy_helper.to_array(zero_point)
-            if codes.dtype != np.uint8:
-                continue
-            signed = (codes.astype(np.int16) - zero.astype(np.int16)).astype(np.int8)
-            weight.CopyFrom(numpy_helper.from_array(signed, weight.name))
-            zero_point.CopyFrom(numpy_helper.from_array(np.zeros_like(zero, np.int8), zero_point.name))
-
-    _edit_onnx(path, edit)
+    _edit_onnx(path, sign_weights)
 
 
 def set_onnx_metadata(path: Path, key: str, value: str | None) -> None:
