@@ -464,6 +464,33 @@ def test_attributes_change_results() -> None:
         REGISTRY["gelu"](_ctx("gelu"), x=BIG, mode="FAST")
 
 
+@pytest.mark.parametrize(
+    ("op", "inputs"),
+    [
+        ("softmax", {"x": (8, 12, 128, 128), "axis": -1}),
+        (
+            "layer_norm",
+            {"x": (8, 128, 384), "axes": np.array([-1], np.int32), "gamma": (384,), "beta": (384,)},
+        ),
+        ("matmul", {"x": (8, 12, 128, 32), "y": (8, 12, 32, 128)}),
+    ],
+)
+def test_ops_shared_over_threads_are_bit_identical_to_one_thread(op: str, inputs: dict, monkeypatch) -> None:
+    """Large ops split their rows over threads (``mil.parallel``); no bit may move."""
+    from verify.backends.mil import parallel
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        k: rng.standard_normal(v, dtype=np.float32) if isinstance(v, tuple) else v for k, v in inputs.items()
+    }
+    threaded = REGISTRY[op](_ctx(op), **arrays)
+    assert parallel.WORKERS < 2 or parallel._pool is not None  # the threads did run
+    monkeypatch.setattr(parallel, "WORKERS", 1)
+    serial = REGISTRY[op](_ctx(op), **arrays)
+    assert threaded.dtype == serial.dtype and threaded.shape == serial.shape
+    assert np.array_equal(threaded, serial)
+
+
 def test_reshape_zero_follows_opset() -> None:
     """A 0 in the target shape copies an input dim: right-aligned from iOS17, same index before."""
     x = np.zeros((2, 3, 4), np.float32)
