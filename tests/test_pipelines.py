@@ -219,3 +219,40 @@ def test_knn_recall_is_one_for_identical_and_drops_for_noise():
     x = rng.standard_normal((200, 32))
     assert knn_recall(x, x).mean() == 1.0
     assert knn_recall(x, x + rng.standard_normal(x.shape)).mean() < 0.8
+
+
+def _audit_encoder(bundle, texts: list[str], budget: float) -> dict:
+    """The local engine's audit of ``onnx-fp16`` on ``texts`` in blocks of 100, 48 queries."""
+    from verify.audit import AuditRequest, plan_audit, run_audit, sample_queries
+    from verify.bundle import open_bundle
+    from verify.neighbours import sample_texts
+
+    request = AuditRequest(
+        corpus="texts", block=100, only=("onnx-fp16",), queries=48, budgets={"global_knn_recall10": budget}
+    )
+    plan, tokenizer = plan_audit([open_bundle(bundle)], request)
+    sample, seen = sample_texts(chunked(iter(texts), request.block), request.queries)
+    sample_queries(plan, tokenizer, sample, seen, request)
+    assert plan.queries is not None and len(plan.queries.hashes) == 48
+    results, audited = run_audit(plan, tokenizer, chunked(iter(texts), request.block), request.batch_size)
+    assert audited == len(texts)
+    return {r.name: r for r in results}["audit/onnx-fp16[embedding]"]
+
+
+@pytest.mark.slow
+def test_corpus_wide_knn_recall_gates_an_encoder_whose_space_moved(bundles, copy_bundle):
+    """The head's weights scaled by 1 ± 1 at random (measured: global recall 0.890 ± 0.028 against
+    0.996 ± 0.006 for the shipped fp16 encoder): the budget 0.95 passes one and fails the other,
+    and the report states the sampling interval."""
+    from verify.selftest.mutants import perturb_onnx_initializer
+
+    texts = corpus_texts(400, set(load_corpus()))
+    clean = _audit_encoder(bundles / "encoder_v1", texts, budget=0.95)
+    broken_bundle = copy_bundle("encoder_v1")
+    perturb_onnx_initializer(broken_bundle / "encoder_v1.fp16.onnx", "head.projection.weight", 1.0)
+    broken = _audit_encoder(broken_bundle, texts, budget=0.95)
+    ok, moved = clean.details["statistics"], broken.details["statistics"]
+    assert clean.status == "pass" and ok["global_knn_recall10"] - ok["global_knn_recall10_ci95"] > 0.95
+    assert 0 < ok["global_knn_recall10_ci95"] < 0.05
+    assert broken.status == "fail" and "global_knn_recall10" in broken.message
+    assert moved["global_knn_recall10"] + moved["global_knn_recall10_ci95"] < 0.95

@@ -6,7 +6,8 @@ memory stays flat whatever the corpus size. Per audited entry:
 
 - encoder artifacts: cosine of ``embedding`` to the reference (min, 0.1 % quantile from a
   DDSketch with 1 % relative accuracy on 1 − cos, mean), kNN recall@10 against the reference's
-  neighbours (exact within each block), and the PersonalityModel's decisions on the artifact's
+  neighbours (exact within each block; and against the whole corpus for a uniform sample of
+  queries, ``verify.neighbours``), and the PersonalityModel's decisions on the artifact's
   embeddings against those on the reference's (the reference PersonalityModel for both);
 - PersonalityModel artifacts: decisions on the reference embeddings;
 - pipelines: decisions of encoder artifact → PersonalityModel artifact against reference →
@@ -30,6 +31,7 @@ import numpy as np
 
 from contracts import Contract
 from contracts.pipeline import PipelineContract, combination_key
+from verify.neighbours import QUERIES, BlockNeighbours, QuerySet, recall_summary
 from verify.result import CheckResult, verdict
 
 REFERENCE = "onnx-fp32"
@@ -43,6 +45,7 @@ AUDIT_METRICS = {
     "q001_cosine": ">=",
     "mean_cosine": ">=",
     "knn_recall10": ">=",
+    "global_knn_recall10": ">=",
     "flip_rate": "<=",
     "top10_overlap": ">=",
 }
@@ -154,6 +157,7 @@ class Entry:
     recall_rows: int = 0
     worst: list = field(default_factory=list)  # heap of (-badness, index, text, values)
     seconds: float = 0.0
+    corpus_wide: dict[str, float] = field(default_factory=dict)  # set once every block is merged
 
     def add_cosines(self, cosines: np.ndarray) -> None:
         assert self.cosine is not None, f"{self.name} keeps no cosines"
@@ -204,6 +208,7 @@ class Entry:
             stats.update(self.cosine.values())
         if self.recall_rows:
             stats["knn_recall10"] = self.recall_sum / self.recall_rows
+        stats.update(self.corpus_wide)
         if self.decisions:
             stats.update(self.decisions.values())
         return stats
@@ -280,6 +285,7 @@ class AuditPlan:
     encoder_bounds: dict[str, dict[str, float]] = field(default_factory=dict)
     personality_bounds: dict[str, dict[str, float]] = field(default_factory=dict)
     logits_output: str = ""
+    queries: QuerySet | None = None  # the sample for the corpus-wide kNN recall (verify.neighbours)
 
 
 @dataclass
@@ -335,6 +341,7 @@ class BlockAudit:
     texts: int
     entries: Entries
     reference_seconds: float
+    neighbours: BlockNeighbours | None = None
 
     def to_json(self) -> str:
         """The block as JSON, for engines that move it between processes: Python's float repr
@@ -351,8 +358,14 @@ class BlockAudit:
             }
             for entry in self.entries.all()
         ]
+        neighbours = self.neighbours.to_wire() if self.neighbours is not None else None
         return json.dumps(
-            {"texts": self.texts, "reference_seconds": self.reference_seconds, "entries": entries}
+            {
+                "texts": self.texts,
+                "reference_seconds": self.reference_seconds,
+                "entries": entries,
+                "neighbours": neighbours,
+            }
         )
 
     @classmethod
@@ -375,7 +388,9 @@ class BlockAudit:
             ]
             heapq.heapify(entry.worst)
             entry.seconds = float(wire["seconds"])
-        return cls(int(data["texts"]), entries, float(data["reference_seconds"]))
+        wired_neighbours = data.get("neighbours")
+        neighbours = BlockNeighbours.from_wire(wired_neighbours) if wired_neighbours is not None else None
+        return cls(int(data["texts"]), entries, float(data["reference_seconds"]), neighbours)
 
 
 @dataclass
@@ -387,16 +402,29 @@ class AuditTotals:
     entries: Entries
     texts: int = 0
     reference_seconds: float = 0.0
+    neighbours: BlockNeighbours | None = None  # each sampled query's nearest texts of the corpus
+
+    @classmethod
+    def start(cls, plan: AuditPlan) -> AuditTotals:
+        neighbours = BlockNeighbours.empty(plan.queries) if plan.queries is not None else None
+        return cls(Entries.empty(plan), neighbours=neighbours)
 
     def merge(self, block: BlockAudit) -> None:
         for total, part in zip(self.entries.all(), block.entries.all(), strict=True):
             if total.name != part.name:
                 raise ValueError(f"audit blocks disagree on their entries: {part.name} is not {total.name}")
             total.merge(part, self.texts)
+        if self.neighbours is not None:
+            if block.neighbours is None:
+                raise ValueError("an audited block carries no corpus-wide neighbours")
+            self.neighbours.merge(block.neighbours, self.texts)
         self.texts += block.texts
         self.reference_seconds += block.reference_seconds
 
     def results(self) -> list[CheckResult]:
+        if self.neighbours is not None:
+            for key, entry in self.entries.encoders.items():
+                entry.corpus_wide = recall_summary(self.neighbours.recall(key, REFERENCE))
         reference_rate = self.texts / self.reference_seconds if self.reference_seconds else None
         return [entry.result(self.texts, reference_rate) for entry in self.entries.all()]
 
@@ -453,7 +481,31 @@ def audit_block(plan: AuditPlan, tokenizer, texts: list[str], batch_size: int) -
         entry.add_recall(recalls.get(encoder_key, np.ones(len(texts))))
         flipped = entry.add_decisions(decide(encoder_key, personality_key), decide(REFERENCE, REFERENCE))
         entry.keep_worst(flipped + (1.0 - cos), texts, 0, {"flipped": flipped, "cosine": cos})
-    return BlockAudit(len(texts), entries, reference_seconds)
+    neighbours = (
+        BlockNeighbours.of_block(plan.queries, embeddings, texts) if plan.queries is not None else None
+    )
+    return BlockAudit(len(texts), entries, reference_seconds, neighbours)
+
+
+def sample_queries(
+    plan: AuditPlan, tokenizer, sample: list[tuple[int, str]], texts: int, request: AuditRequest
+) -> None:
+    """Give ``plan`` the corpus-wide kNN sample, embedded by each of its encoders; none when the
+    whole corpus fits one block (the in-block recall is then corpus-wide already)."""
+    from verify.tokenization import token_batches
+
+    if not sample or texts <= request.block:
+        plan.queries = None
+        return
+
+    def embed(texts: list[str]) -> dict[str, np.ndarray]:
+        batches = token_batches(tokenizer, texts, request.batch_size)
+        return {
+            key: _run_batches(runner, batches, len(texts), plan.embedding_output)
+            for key, runner in plan.encoders.items()
+        }
+
+    plan.queries = QuerySet.embed(sample, embed)
 
 
 def run_audit(
@@ -464,7 +516,7 @@ def run_audit(
     progress: Callable[[int], None] = lambda texts: None,
 ) -> tuple[list[CheckResult], int]:
     """Stream ``blocks`` (lists of texts) through the plan in this process; one CheckResult per entry."""
-    totals = AuditTotals(Entries.empty(plan))
+    totals = AuditTotals.start(plan)
     for texts in blocks:
         totals.merge(audit_block(plan, tokenizer, texts, batch_size))
         progress(len(texts))
@@ -516,6 +568,7 @@ class AuditRequest:
     ship: dict[str, dict[str, str]] = field(default_factory=dict)
     compute_units: str | None = None
     threads: int = 0  # onnxruntime intra-op threads per session; 0 = onnxruntime's default
+    queries: int = QUERIES  # texts sampled for the corpus-wide kNN recall; 0: none
 
 
 def plan_audit(bundles: list, request: AuditRequest) -> tuple[AuditPlan, object]:

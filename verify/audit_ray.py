@@ -23,11 +23,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from verify.audit import AuditRequest, AuditTotals, BlockAudit, Entries, audit_block, plan_audit
+from verify.audit import AuditRequest, AuditTotals, BlockAudit, audit_block, plan_audit, sample_queries
 from verify.corpus import FORMATS, CorpusError, column_texts, line_texts
+from verify.neighbours import QuerySet, bottom_hashes, merge_bottom
 
 TEXT = "text"
 RESULT = "block_audit"
+HASH, SEEN = "text_hash", "texts_seen"
 
 
 class EngineError(ValueError):
@@ -53,14 +55,17 @@ def run_ray_audit(
     if "://" not in corpus:
         corpus = str(Path(corpus).resolve())  # Ray's workers do not share the driver's directory
     bundle_roots = [Path(root).resolve() for root in bundle_roots]
-    plan, _ = plan_audit([_open(root) for root in bundle_roots], request)  # bad bundles fail here
+    plan, tokenizer = plan_audit([_open(root) for root in bundle_roots], request)  # bad bundles fail here
     ray = _ray()
     _connect(ray, options.address)
     workers = _workers(ray, options)
     request = replace(request, threads=max(1, math.floor(options.worker_cpus)))
-    totals = AuditTotals(Entries.empty(plan))
     try:
         dataset = _texts(ray, corpus, suffix, request.column)
+        if request.queries:  # a pre-pass over the texts alone picks the corpus-wide kNN sample
+            sample, texts = _sample(dataset, request.queries)
+            sample_queries(plan, tokenizer, sample, texts, request)
+        totals = AuditTotals.start(plan)
         dataset = dataset.repartition(target_num_rows_per_block=request.block, strict=True)
         # The plan travels in the class itself, not as constructor arguments in the object store,
         # so a restarted actor never depends on an object that may be gone. Ray Data restarts dead
@@ -68,7 +73,7 @@ def run_ray_audit(
         auditor = type(
             "BlockAuditor",
             (BlockAuditor,),
-            {"bundle_roots": [str(r) for r in bundle_roots], "request": request},
+            {"bundle_roots": [str(r) for r in bundle_roots], "request": request, "queries": plan.queries},
         )
         audited = dataset.map_batches(
             auditor,
@@ -101,6 +106,30 @@ def run_ray_audit(
     return totals.results(), totals.texts
 
 
+def _sample(dataset, count: int) -> tuple[list[tuple[int, str]], int]:
+    """The corpus-wide kNN sample (``neighbours.bottom_hashes`` of every block, merged) and the
+    number of texts, from one pass of read tasks over the texts."""
+    sample: list[tuple[int, str]] = []
+    texts = 0
+    parts = dataset.map_batches(_bottom, fn_kwargs={"count": count}, batch_format="pyarrow")
+    for batch in parts.iter_batches(batch_size=None, batch_format="pyarrow"):
+        pairs = zip(batch.column(HASH).to_pylist(), batch.column(TEXT).to_pylist(), strict=True)
+        sample = merge_bottom(sample, [(h, t) for h, t in pairs if h >= 0], count)
+        texts += sum(batch.column(SEEN).to_pylist())
+    return sample, texts
+
+
+def _bottom(batch: Any, count: int) -> dict[str, list]:
+    """A block's smallest-hash texts, and (in one row of hash -1) how many texts it held."""
+    texts = batch.column(TEXT).to_pylist()
+    kept = bottom_hashes(texts, count)
+    return {
+        HASH: [h for h, _ in kept] + [-1],
+        TEXT: [t for _, t in kept] + [""],
+        SEEN: [0] * len(kept) + [len(texts)],
+    }
+
+
 def _rows(audited) -> Iterator[str]:
     """Each block's audit (JSON) as soon as it is merged-ready: no prefetching, which would hold
     a finished block back until the next one is done too."""
@@ -114,10 +143,12 @@ class BlockAuditor:
 
     bundle_roots: list[str]
     request: AuditRequest
+    queries: QuerySet | None  # embedded once, by the driver
 
     def __init__(self) -> None:
         bundles = [_open(Path(root)) for root in self.bundle_roots]
         self.plan, self.tokenizer = plan_audit(bundles, self.request)
+        self.plan.queries = self.queries
         self.batch_size = self.request.batch_size
 
     def __call__(self, batch: Any) -> dict[str, list]:

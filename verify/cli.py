@@ -20,6 +20,7 @@ from contracts.project import (
     locate_project,
 )
 from verify.backends.runners import COMPUTE_UNITS
+from verify.neighbours import QUERIES
 
 EXIT_OK, EXIT_VIOLATION, EXIT_UNUSABLE = 0, 1, 2
 
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "--corpus-column", default=None, help="field of .jsonl / column of .parquet (default text)"
     )
     parser.add_argument("--audit", action="store_true", help="audit on the project file's corpus")
+    parser.add_argument(
+        "--knn-queries",
+        type=_non_negative,
+        default=QUERIES,
+        metavar="N",
+        help=f"texts sampled for the corpus-wide kNN recall (default {QUERIES}; 0: in-block recall only)",
+    )
     parser.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -113,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         help="verify the bundles, then mutants of them; exit 1 if a clean bundle fails or a mutant survives",
     )
     return parser
+
+
+def _non_negative(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number ≥ 0")
+    return int(value)
 
 
 def _error(message: str) -> int:
@@ -249,9 +263,10 @@ def _note(message: str) -> None:
 
 def _audit(paths: list[Path], corpus: Path | str, column: str, options, project, args):
     """The corpus audit as one more report, with a progress bar on stderr."""
-    from verify.audit import AuditRequest, plan_audit, run_audit
+    from verify.audit import AuditRequest, plan_audit, run_audit, sample_queries
     from verify.bundle import open_bundle
     from verify.corpus import chunked, count_texts, read_texts
+    from verify.neighbours import sample_texts
     from verify.verifier import BundleReport
 
     request = AuditRequest(
@@ -262,6 +277,7 @@ def _audit(paths: list[Path], corpus: Path | str, column: str, options, project,
         pipeline_budgets=options.pipeline_budgets,
         ship=options.ship,
         compute_units=options.compute_units,
+        queries=args.knn_queries,
     )
     name = str(corpus).rstrip("/").rsplit("/", 1)[-1]
     local_file = Path(corpus) if "://" not in str(corpus) and Path(corpus).is_file() else None
@@ -279,6 +295,11 @@ def _audit(paths: list[Path], corpus: Path | str, column: str, options, project,
             if first is None:
                 raise ValueError(f"{corpus}: no texts")
             plan, tokenizer = plan_audit([open_bundle(p) for p in paths], request)
+            if request.queries:  # a pre-pass over the texts alone picks the corpus-wide kNN sample
+                sample, texts = sample_texts(
+                    chunked(read_texts(Path(corpus), column), request.block), request.queries
+                )
+                sample_queries(plan, tokenizer, sample, texts, request)
             results, seen = run_audit(
                 plan, tokenizer, itertools.chain([first], blocks), request.batch_size, advance
             )
