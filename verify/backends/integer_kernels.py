@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 #: Integer GEMMs and the input indices of (weights, weight zero point).
-_GEMMS = {"MatMulInteger": (1, 3), "DynamicQuantizeMatMul": (1, 4), "MatMulIntegerToFloat": (1, 5)}
+_GEMMS = {"MatMulInteger": (1, 3), "DynamicQuantizeMatMul": (1, 3), "MatMulIntegerToFloat": (1, 5)}
 #: CPU flags (Linux ``/proc/cpuinfo``) of instructions that sum uint8 x int8 products exactly in
 #: int32. Every AMX CPU also has AVX512-VNNI, which onnxruntime uses where AMX is unavailable.
 EXACT_U8S8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
