@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import ENCODER_V1
-from verify.backends.integer_kernels import FASTEST
+from verify.backends.integer_kernels import FASTEST, PORTABLE
 from verify.backends.runners import OnnxRunner
 from verify.tokenization import DEFAULT_BATCH, TokenBatch, load_tokenizer, token_batches, token_ids
 
@@ -39,7 +39,8 @@ class BundleEncoder:
             raise ValueError(f"{artifact}: encode_texts runs ONNX artifacts only")
         self.bundle = Path(bundle)
         self.tokenizer = load_tokenizer(self.bundle)
-        self.runner = OnnxRunner(ENCODER_V1, self.bundle / spec.filename, threads, integer_kernels)
+        kernels = integer_kernels if spec.precision == "int8" else PORTABLE  # nothing to rewrite
+        self.runner = OnnxRunner(ENCODER_V1, self.bundle / spec.filename, threads, kernels)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return token_ids(self.tokenizer, texts)

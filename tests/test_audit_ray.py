@@ -20,6 +20,7 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 ONLY = "onnx-fp16"  # the cheapest variant on CPU: the audit then runs 3 sessions, not 4+
 TEXTS = 5000
+KNN = "128"  # corpus-wide kNN queries: enough to compare the engines' neighbours exactly
 TIMING = {"texts_per_second", "reference_texts_per_second"}
 
 
@@ -60,10 +61,12 @@ def local_report(bundles, corpus, tmp_path_factory) -> dict[str, dict]:
 
     report = tmp_path_factory.mktemp("local") / "r.json"
     code = main([str(bundles), "--no-numerics", "--only", ONLY, "--corpus", str(corpus["txt"]),
-                 "--quiet", "--json", str(report)])  # fmt: skip
+                 "--knn-queries", KNN, "--quiet", "--json", str(report)])  # fmt: skip
     assert code == 0
     checks = _audit_checks(report)
     assert len(checks) == 3 and all(c["details"]["texts"] == TEXTS for c in checks.values())
+    encoder = checks[f"audit/{ONLY}[embedding]"]["details"]["statistics"]
+    assert 0.9 < encoder["global_knn_recall10"] <= 1 and encoder["global_knn_recall10_ci95"] > 0
     return checks
 
 
@@ -125,8 +128,8 @@ def test_ray_engine_survives_a_killed_actor_and_gives_the_local_report(
     try:
         code, _, err = run_verify(capsys, bundles, "--no-numerics", "--only", ONLY,
                                   "--corpus", corpus["parquet"], "--corpus-column", "body",
-                                  "--engine", "ray", "--workers", "2", "--worker-cpus", "0.5",
-                                  "--json", report)  # fmt: skip
+                                  "--knn-queries", KNN, "--engine", "ray", "--workers", "2",
+                                  "--worker-cpus", "0.5", "--json", report)  # fmt: skip
     finally:
         killer.stop.set()
         killer.join()
@@ -208,7 +211,8 @@ def test_memory_stays_bounded_while_a_large_parquet_corpus_streams(cluster, bund
     real = [" ".join(t.split()[:4]) for t in corpus_texts(200, set())]
     path = tmp_path / "padded.parquet"
     text_bytes = _padded_parquet(path, 40, real)
-    request = AuditRequest(corpus=path, only=(ONLY,))
+    # the main pass's memory: the kNN pre-pass (off here) holds 512 texts, but reads it all again
+    request = AuditRequest(corpus=path, only=(ONLY,), queries=0)
     roots = [bundles / "encoder_v1", bundles / "personality_v1"]
     seen, growth = _peak_growth(lambda: run_ray_audit(roots, request, RayOptions(workers=1)))
     print(f"memory grew {growth / 2**30:.2f} GiB for {text_bytes / 2**30:.2f} GiB of text")

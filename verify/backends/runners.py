@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import ArtifactSpec, Contract
-from verify.backends.integer_kernels import FASTEST, KERNEL_CHOICES, fast_model_bytes
+from verify.backends.integer_kernels import FASTEST, KERNEL_CHOICES, PORTABLE, fast_model_bytes
 
 COMPUTE_UNITS = ("CPU_ONLY", "ALL", "CPU_AND_NE", "CPU_AND_GPU")
 
@@ -220,7 +220,8 @@ def artifact_runner(
     the MIL executor elsewhere), fed as its shape strategy needs."""
     sees = contract.as_artifact_sees_it(artifact)
     if artifact.format == "onnx":
-        runner: Runner = OnnxRunner(sees, path, threads)
+        kernels = FASTEST if artifact.precision == "int8" else PORTABLE  # no integer GEMMs to look for
+        runner: Runner = OnnxRunner(sees, path, threads, kernels)
     else:
         runner = coreml_runner(sees, path, compute_units)
     return runner if artifact.enumerated is None else EnumeratedRunner(contract, artifact, runner)
