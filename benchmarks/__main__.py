@@ -2,7 +2,7 @@
 tables and, with ``--write``, rewrite the generated block of docs/BENCHMARKS.md.
 
     python -m benchmarks artifacts --write            # the full run (builds ARTIFACTS first)
-    python -m benchmarks artifacts --quick            # reuse existing bundles, 2 rounds
+    python -m benchmarks artifacts --quick            # reuse existing bundles, 2 rounds, 128 held-out texts
     python -m benchmarks artifacts --with-tests       # also time `pytest -q` once (~5 min)
 
 The machine is shared: every number is a median over repeats, and every ratio comes from one
@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--with-tests", action="store_true", help="also time `pytest -q` once (~5 min)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profilers")
     parser.add_argument("--no-optimizer", action="store_true", help="skip the transformer-optimizer variants")
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        default=512,
+        metavar="N",
+        help="texts in the held-out encoder corpus, from installed packages (0: golden corpus only)",
+    )
     parser.add_argument(
         "--write", nargs="?", type=Path, const=DOC, metavar="FILE", help="rewrite the generated block of FILE"
     )
@@ -94,6 +101,12 @@ def run(args: argparse.Namespace, command: str) -> dict:
         workdir = None if args.no_optimizer else Path(tmp)
         _step(f"encoder throughput, {args.repeats} rounds")
         results["encoder"] = throughput.encoder_throughput(artifacts / "encoder_v1", args.repeats, workdir)
+        if args.held_out > 0:
+            _step(f"encoder throughput on {args.held_out} held-out texts, {args.repeats} rounds")
+            corpus = throughput.held_out_corpus(artifacts / "encoder_v1", args.held_out)
+            results["encoder_held_out"] = throughput.encoder_throughput(
+                artifacts / "encoder_v1", args.repeats, corpus=corpus, full=False
+            )
         _step(f"PersonalityModel throughput, {args.repeats} rounds")
         results["personality"] = throughput.personality_throughput(artifacts / "personality_v1", args.repeats)
         _step(f"MIL executor vs onnxruntime, {args.repeats} rounds")
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
         args.repeats, args.verify_repeats, args.no_profile = min(args.repeats, 2), 1, True
+        args.held_out = min(args.held_out, 128)
     quiet_libraries()
     from benchmarks.commands import CommandFailed
     from benchmarks.report import render, write_doc, write_json

