@@ -6,8 +6,9 @@ its longest row (on 512 texts from installed packages, one chunk of 64 rows padd
 held 7,032 real tokens of 16,384 and took 60 % of the run). ``plan_batches`` cuts the sorted rows
 where the padded cost is least: 32,576 → 22,143 padded tokens there, and text-in throughput
 1.86× (fp32) and 1.9× (int8) on the same texts; on the golden corpus 5,888 → 2,613 padded tokens,
-3.1× and 3.5× (interleaved, 3 rounds). Outputs do not depend on the cut: fp32 rows are exact, and
-int8 rows stay within its batch-invariance bound (min cosine 0.9999998 there)."""
+3.1× and 3.5× (interleaved, 3 rounds). Outputs do not depend on the cut beyond rounding: fp32 rows
+agree to float32 rounding, and int8 rows stay within its batch-invariance bound (min cosine
+0.9999998 there)."""
 
 from __future__ import annotations
 
