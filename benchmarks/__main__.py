@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.throughput import HELD_OUT_TEXTS
 from contracts import REGISTRY
 from contracts.environment import quiet_libraries
 
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--held-out",
         type=int,
-        default=512,
+        default=HELD_OUT_TEXTS,
         metavar="N",
         help="texts in the held-out encoder corpus, from installed packages (0: golden corpus only)",
     )

