@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from verify.backends.mil import ops as _ops
+from verify.backends.mil import slabs
 from verify.backends.mil.errors import MILExecutionError, UnsupportedOpError
 from verify.backends.traced import GraphOp, Observer
 
@@ -62,6 +63,7 @@ class _Step:
     upcast: bool
     consts: tuple[str, ...] = ()  # names of the const inputs (weights carry the torch parameter path)
     release: list[str] = field(default_factory=list)
+    row_wise: bool = False  # output row i comes from input row i alone (may join a slab)
 
 
 def _np_dtype(var: Any) -> np.dtype:
@@ -93,7 +95,8 @@ class MILProgramExecutor:
     """Evaluate the main function of a Core ML ML Program (``.mlpackage``) with numpy.
 
     ``registry`` overrides the op registry (default :data:`verify.backends.mil.ops.REGISTRY`);
-    ``submodel`` picks one model of a Pipeline package.
+    ``submodel`` picks one model of a Pipeline package; ``use_slabs=False`` runs every op on the
+    whole batch (:mod:`verify.backends.mil.slabs`; the results are the same bits).
     Raises :class:`UnsupportedOpError` at construction if any op has no implementation.
     """
 
@@ -102,6 +105,7 @@ class MILProgramExecutor:
         path: Path | str,
         registry: Mapping[str, Callable[..., Any]] | None = None,
         submodel: int | None = None,
+        use_slabs: bool = True,
     ) -> None:
         import coremltools as ct
         from coremltools.converters.mil.frontend.milproto.load import load
@@ -146,6 +150,16 @@ class MILProgramExecutor:
                 self._steps.append(self._compile(op))
         self._outputs = [v.name for v in function.outputs]
         self._plan_release()
+        self._slabs = (
+            slabs.plan(
+                [self._reads(step) for step in self._steps],
+                [[name for name, _, _ in step.outputs] for step in self._steps],
+                [step.row_wise for step in self._steps],
+                self._outputs,
+            )
+            if use_slabs
+            else {}
+        )
 
     # -- public -------------------------------------------------------------------------------
 
@@ -161,6 +175,12 @@ class MILProgramExecutor:
     @property
     def output_names(self) -> list[str]:
         return list(self._outputs)
+
+    @property
+    def slabs(self) -> list[tuple[str, ...]]:
+        """The op types of each slab (:mod:`verify.backends.mil.slabs`), in program order."""
+        kinds = [step.ctx.op_type for step in self._steps]
+        return [tuple(kinds[slab.start : slab.stop]) for slab in self._slabs.values()]
 
     def graph(self) -> list[GraphOp]:
         """The evaluated ops in program order (consts and constexpr weights folded away)."""
@@ -187,6 +207,23 @@ class MILProgramExecutor:
         ranges or not among the enumerated shapes raises ``ValueError``. A failing op raises
         :class:`MILExecutionError`.
         """
+        env = self._bind(inputs)
+        index = 0
+        while index < len(self._steps):
+            slab = self._slabs.get(index) if observe is None else None
+            if slab is not None and slabs.run(slab, env, self._evaluate_in_slab):
+                done = range(slab.start, slab.stop)
+            else:
+                self._evaluate(self._steps[index], env, observe)
+                done = range(index, index + 1)
+            for step in done:
+                for name in self._steps[step].release:
+                    env.pop(name, None)
+            index = done.stop
+
+        return {name: self._lookup(env, name) for name in self._outputs}
+
+    def _bind(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         env: dict[str, Any] = {}
         for name, dtype, declared in self._inputs:
             if name not in inputs:
@@ -211,38 +248,49 @@ class MILProgramExecutor:
                     f"{self.path}: input {name!r} shape {value.shape} is not one of the enumerated {shown}"
                 )
             env[name] = value
+        return env
 
-        for step in self._steps:
-            kwargs = dict(step.static)
-            for arg, var in step.dynamic:
-                kwargs[arg] = _upcast(env[var]) if step.upcast else env[var]
-            for arg, items in step.tuples:
-                vals = tuple(env[v] if is_var else v for is_var, v in items)
-                kwargs[arg] = tuple(_upcast(v) for v in vals) if step.upcast else vals
-            try:
-                result = step.fn(step.ctx, **kwargs)
-                results = result if isinstance(result, tuple) else (result,)
-                if len(results) != len(step.outputs):
-                    raise ValueError(f"returned {len(results)} outputs, expected {len(step.outputs)}")
-                for (name, dtype, declared), value in zip(step.outputs, results, strict=True):
-                    value = np.asarray(value)
-                    if value.dtype != dtype:
-                        value = value.astype(dtype)  # fp16 storage emulation happens here
-                    if not _shape_ok(declared, value.shape):
-                        raise ValueError(f"output {name!r} has shape {value.shape}, declared {declared}")
-                    env[name] = value
-                if observe is not None:
-                    observe(step.ctx.op_type, step.ctx.name, {name: env[name] for name, _, _ in step.outputs})
-            except MILExecutionError:
-                raise
-            except Exception as exc:  # every failure is reported with its op
-                raise MILExecutionError(
-                    step.ctx.op_type, step.ctx.name, f"{type(exc).__name__}: {exc}", self.path
-                ) from exc
-            for name in step.release:
-                env.pop(name, None)
+    def _evaluate(
+        self, step: _Step, env: dict[str, Any], observe: Observer | None = None, rows: int | None = None
+    ) -> None:
+        """Run one step on ``env`` and store its outputs there; ``rows``: a slab's slice of that
+        many rows (the declared shape is then checked past axis 0)."""
+        kwargs = dict(step.static)
+        for arg, var in step.dynamic:
+            kwargs[arg] = _upcast(env[var]) if step.upcast else env[var]
+        for arg, items in step.tuples:
+            vals = tuple(env[v] if is_var else v for is_var, v in items)
+            kwargs[arg] = tuple(_upcast(v) for v in vals) if step.upcast else vals
+        try:
+            result = step.fn(step.ctx, **kwargs)
+            results = result if isinstance(result, tuple) else (result,)
+            if len(results) != len(step.outputs):
+                raise ValueError(f"returned {len(results)} outputs, expected {len(step.outputs)}")
+            for (name, dtype, declared), value in zip(step.outputs, results, strict=True):
+                value = np.asarray(value)
+                if value.dtype != dtype:
+                    value = value.astype(dtype)  # fp16 storage emulation happens here
+                if rows is None:
+                    shape_ok = _shape_ok(declared, value.shape)
+                else:
+                    shape_ok = value.shape[:1] == (rows,) and _shape_ok(declared[1:], value.shape[1:])
+                if not shape_ok:
+                    raise ValueError(f"output {name!r} has shape {value.shape}, declared {declared}")
+                env[name] = value
+            if observe is not None:
+                observe(step.ctx.op_type, step.ctx.name, {name: env[name] for name, _, _ in step.outputs})
+        except MILExecutionError:
+            raise
+        except Exception as exc:  # every failure is reported with its op
+            raise MILExecutionError(
+                step.ctx.op_type, step.ctx.name, f"{type(exc).__name__}: {exc}", self.path
+            ) from exc
 
-        return {name: self._lookup(env, name) for name in self._outputs}
+    def _evaluate_in_slab(self, index: int, env: dict[str, Any], rows: int) -> None:
+        step = self._steps[index]
+        self._evaluate(step, env, rows=rows)
+        for name in step.release:
+            env.pop(name, None)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -326,18 +374,41 @@ class MILProgramExecutor:
             outputs,
             upcast,
             tuple(consts),
+            row_wise=self._row_wise(op, static),
         )
+
+    @staticmethod
+    def _row_wise(op: Any, static: dict[str, Any]) -> bool:
+        """The op's rule in ``ops.ROW_WISE`` holds, it has one output of rank >= 2, every dynamic
+        input has that rank (no broadcast from a lower rank), and no const has rows of its own."""
+        rule = _ops.ROW_WISE.get(op.op_type)
+        if rule is None or len(op.outputs) != 1:
+            return False
+        rank = len(op.outputs[0].shape)
+        if rank < 2:
+            return False
+        for arg, var in op.inputs.items():
+            if isinstance(var, list | tuple):
+                return False
+            if arg in static:
+                value = static[arg]
+                if isinstance(value, np.ndarray) and value.ndim == rank and value.shape[0] != 1:
+                    return False
+            elif len(var.shape) != rank:
+                return False
+        return rule(static, rank)
+
+    @staticmethod
+    def _reads(step: _Step) -> list[str]:
+        tuple_vars = [v for _, items in step.tuples for is_var, v in items if is_var]
+        return [var for _, var in step.dynamic] + tuple_vars
 
     def _plan_release(self) -> None:
         """Drop each intermediate from the environment after its last reader."""
         last: dict[str, int] = {}
         for i, step in enumerate(self._steps):
-            for _, var in step.dynamic:
+            for var in self._reads(step):
                 last[var] = i
-            for _, items in step.tuples:
-                for is_var, v in items:
-                    if is_var:
-                        last[v] = i
         keep = set(self._outputs)
         for var, i in last.items():
             if var not in keep:

@@ -14,6 +14,7 @@ rewritten in float32 numpy where it is not (``gelu`` EXACT uses ``np.vectorize(m
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -410,15 +411,24 @@ def _blas_controller() -> Any:
 _BLAS_CONTROLLER = _blas_controller()
 
 
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """BLAS limited to one thread (numpy's GEMMs then run where they are called). A no-op in
+    serial mode, whose caller has already limited BLAS for every thread (``limit`` is global)."""
+    if _BLAS_CONTROLLER is None or parallel.in_serial():
+        return contextlib.nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
 #: Below this many rows a 2-D GEMM runs on one BLAS thread: thread hand-off costs more than
-#: it saves (5x slower at 12 rows on a loaded 2-core machine).
-_SMALL_GEMM_ROWS = 256
+#: it saves (5x slower at 12 rows on a loaded 2-core machine). At 64 rows (PersonalityModel's
+#: batch) two threads win, loaded or not: 446-526 µs against 620-645 for 64×512×512.
+_SMALL_GEMM_ROWS = 64
 
 
 def _gemm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if _BLAS_CONTROLLER is None or x.shape[0] >= _SMALL_GEMM_ROWS:
+    if x.shape[0] >= _SMALL_GEMM_ROWS:
         return np.matmul(x, y)
-    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         return np.matmul(x, y)
 
 
@@ -429,7 +439,7 @@ def _stacked_matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     shared out over threads instead."""
     if _BLAS_CONTROLLER is None or max(x.ndim, y.ndim) < 3:
         return np.matmul(x, y)
-    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         if x.ndim != y.ndim or x.shape[0] != y.shape[0] or x.dtype != y.dtype:
             return np.matmul(x, y)
         lead = np.broadcast_shapes(x.shape[:-2], y.shape[:-2])
@@ -455,7 +465,7 @@ def matmul(
 @register("softmax")
 def softmax(ctx: OpContext, x: np.ndarray, axis: Any = -1) -> np.ndarray:
     a = _axis(axis, x.ndim)
-    if a == 0 or x.ndim < 2:
+    if a == 0 or x.ndim < 2 or not parallel.splits(x.shape[0], x.size):
         return _softmax(x, a)
     out = np.empty(x.shape, dtype=x.dtype)
 
@@ -485,7 +495,7 @@ def layer_norm(
     """(x - mean) / sqrt(var + epsilon) * gamma + beta over ``axes`` (default: all), biased variance."""
     rank = x.ndim
     red = _axes(axes, rank) or tuple(range(rank))
-    if 0 not in red:  # rows normalise alone: share them out over threads
+    if 0 not in red and parallel.splits(x.shape[0], x.size):  # rows normalise alone: share them out
         out = np.empty(x.shape, dtype=np.result_type(x.dtype, np.float32))
 
         def work(part: slice) -> None:
@@ -693,3 +703,54 @@ def constexpr_lut_to_dense(
 @register("constexpr_cast")
 def constexpr_cast(ctx: OpContext, source_val: np.ndarray, output_dtype: str) -> np.ndarray:
     return source_val.astype(string_to_nptype(output_dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Row-wise ops, for slab execution (verify.backends.mil.slabs)
+
+#: ``rule(static, rank)``: does this op compute output row ``i`` (axis 0) from input row ``i``
+#: alone, given its const inputs and its output rank? The executor checks the rest: every
+#: dynamic input has the output's rank, no const has rows of its own, one output.
+RowRule = Callable[[dict[str, Any], int], bool]
+
+
+def _any_step(static: dict[str, Any], rank: int) -> bool:
+    return True
+
+
+def _keeps_axis0(key: str, default: Any) -> RowRule:
+    """The op reduces or normalises over ``static[key]``; rows stay apart if axis 0 is not one."""
+
+    def rule(static: dict[str, Any], rank: int) -> bool:
+        axes = _axes(static.get(key, default), rank)
+        return axes is not None and 0 not in axes
+
+    return rule
+
+
+def _stacked_matmul_rule(static: dict[str, Any], rank: int) -> bool:
+    # const weights take the flattened 2-D GEMM, whose shape (and BLAS blocking) slices would change
+    return rank >= 3 and "x" not in static and "y" not in static
+
+
+def _transpose_rule(static: dict[str, Any], rank: int) -> bool:
+    perm = static.get("perm")
+    return perm is not None and _axis(np.atleast_1d(perm)[0], rank) == 0
+
+
+ELEMENTWISE = (
+    *("abs", "add", "cast", "clip", "equal", "erf", "exp", "floor_div", "gelu", "greater"),
+    *("greater_equal", "identity", "inverse", "less", "less_equal", "log", "logical_and"),
+    *("logical_not", "logical_or", "maximum", "minimum", "mul", "not_equal", "pow", "real_div"),
+    *("relu", "rsqrt", "select", "sigmoid", "silu", "sqrt", "square", "sub", "tanh"),
+)
+
+ROW_WISE: dict[str, RowRule] = {
+    **dict.fromkeys(ELEMENTWISE, _any_step),
+    "softmax": _keeps_axis0("axis", -1),
+    "layer_norm": _keeps_axis0("axes", None),
+    "matmul": _stacked_matmul_rule,
+    "linear": _any_step,
+    "transpose": _transpose_rule,
+    **{f"reduce_{kind}": _keeps_axis0("axes", None) for kind in ("sum", "mean", "max", "min", "l2_norm")},
+}
