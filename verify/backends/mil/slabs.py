@@ -8,7 +8,9 @@ slice of rows at a time, so one slice's intermediates stay in cache, and shares 
 the CPUs.
 
 Each op still runs its own function on its slice, and a row-wise op never lets one row change
-another, so the results are the same bits as op by op (tested on the real encoder).
+another, so the results are the same bits as op by op (tested on the real encoder). One caveat:
+``linear`` on a slice is a GEMM with fewer rows, and a BLAS could round by row count; OpenBLAS
+does not (the test above passes with it), but a different BLAS might move a last bit.
 """
 
 from __future__ import annotations
