@@ -121,11 +121,11 @@ class NativeCoreMLRunner(Runner):
 
 
 class MILRunner(Runner):
-    def __init__(self, contract: Contract, path: Path) -> None:
+    def __init__(self, contract: Contract, path: Path, use_slabs: bool = True) -> None:
         from verify.backends.mil import MILProgramExecutor
 
         super().__init__(contract)
-        self.executor = MILProgramExecutor(path)
+        self.executor = MILProgramExecutor(path, use_slabs=use_slabs)
         self.backend = "MIL executor (numpy)"
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

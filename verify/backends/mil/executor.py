@@ -4,7 +4,8 @@ The ``.mlpackage`` is read with coremltools' milproto loader into a pymil ``Prog
 weights become numpy arrays), every op of the main function is checked against the op
 registry at load time, consts and ``constexpr_*`` weights (affine / block-wise dequantisation,
 LUT palettes) are materialised once, and each :meth:`MILProgramExecutor.run` walks the ops in
-program order with the numpy functions in :mod:`verify.backends.mil.ops`.
+program order with the numpy functions in :mod:`verify.backends.mil.ops`. Runs of row-wise ops
+go a slice of rows at a time (:mod:`verify.backends.mil.slabs`), with the same results.
 
 Numerics, and how they differ from a real device
 ------------------------------------------------
