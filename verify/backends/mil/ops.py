@@ -729,7 +729,7 @@ def _keeps_axis0(key: str, default: Any) -> RowRule:
 
 
 def _stacked_matmul_rule(static: dict[str, Any], rank: int) -> bool:
-    # const weights take the flattened 2-D GEMM, whose shape (and BLAS blocking) slices would change
+    # both operands computed (attention); a const weight operand stays op by op, as linear covers it
     return rank >= 3 and "x" not in static and "y" not in static
 
 
