@@ -64,7 +64,7 @@ class _Step:
     upcast: bool
     consts: tuple[str, ...] = ()  # names of the const inputs (weights carry the torch parameter path)
     release: list[str] = field(default_factory=list)
-    row_wise: bool = False  # output row i comes from input row i alone (may join a slab)
+    slab_kind: str | None = None  # how it may join a slab (slabs.ROWS, SHAPES, CHECKED), or None
 
 
 def _np_dtype(var: Any) -> np.dtype:
@@ -142,20 +142,21 @@ class MILProgramExecutor:
         self._enumerated = self._enumerated_shapes(spec)
         self._consts: dict[str, Any] = {}
         self._steps: list[_Step] = []
+        shapes: set[str] = set()  # variables that hold shapes (slabs.SHAPES)
         for op in operations:
             if op.op_type in _CONST_OPS:
                 self._consts[op.outputs[0].name] = _const_value(op.outputs[0].val)
             elif op.op_type.startswith("constexpr_"):
                 self._materialise(op)
             else:
-                self._steps.append(self._compile(op))
+                self._steps.append(self._compile(op, shapes))
         self._outputs = [v.name for v in function.outputs]
         self._plan_release()
         self._slabs = (
             slabs.plan(
                 [self._reads(step) for step in self._steps],
                 [[name for name, _, _ in step.outputs] for step in self._steps],
-                [step.row_wise for step in self._steps],
+                [step.slab_kind for step in self._steps],
                 self._outputs,
             )
             if use_slabs
@@ -189,10 +190,7 @@ class MILProgramExecutor:
             GraphOp(
                 step.ctx.op_type,
                 step.ctx.name,
-                tuple(
-                    [var for _, var in step.dynamic]
-                    + [v for _, items in step.tuples for is_var, v in items if is_var]
-                ),
+                tuple(self._reads(step)),
                 tuple(name for name, _, _ in step.outputs),
                 step.consts,
             )
@@ -252,18 +250,27 @@ class MILProgramExecutor:
         return env
 
     def _evaluate(
-        self, step: _Step, env: dict[str, Any], observe: Observer | None = None, rows: int | None = None
+        self,
+        step: _Step,
+        env: dict[str, Any],
+        observe: Observer | None = None,
+        rows: int | None = None,
+        total: int | None = None,
     ) -> None:
-        """Run one step on ``env`` and store its outputs there; ``rows``: a slab's slice of that
-        many rows (the declared shape is then checked past axis 0)."""
+        """Run one step on ``env`` and store its outputs there. In a slab: ``rows``, the slice's
+        rows when the outputs are sliced (their declared shape is then checked past axis 0);
+        ``total``, the batch's rows when an input is sliced (``ops.SLICED`` adapts the op)."""
         kwargs = dict(step.static)
         for arg, var in step.dynamic:
             kwargs[arg] = _upcast(env[var]) if step.upcast else env[var]
         for arg, items in step.tuples:
             vals = tuple(env[v] if is_var else v for is_var, v in items)
             kwargs[arg] = tuple(_upcast(v) for v in vals) if step.upcast else vals
+        fn = step.fn
+        if total is not None and step.ctx.op_type in _ops.SLICED:
+            fn = _ops.SLICED[step.ctx.op_type](fn, rows, total)
         try:
-            result = step.fn(step.ctx, **kwargs)
+            result = fn(step.ctx, **kwargs)
             results = result if isinstance(result, tuple) else (result,)
             if len(results) != len(step.outputs):
                 raise ValueError(f"returned {len(results)} outputs, expected {len(step.outputs)}")
@@ -280,16 +287,16 @@ class MILProgramExecutor:
                 env[name] = value
             if observe is not None:
                 observe(step.ctx.op_type, step.ctx.name, {name: env[name] for name, _, _ in step.outputs})
-        except MILExecutionError:
+        except (MILExecutionError, _ops.NotRowWise):
             raise
         except Exception as exc:  # every failure is reported with its op
             raise MILExecutionError(
                 step.ctx.op_type, step.ctx.name, f"{type(exc).__name__}: {exc}", self.path
             ) from exc
 
-    def _evaluate_in_slab(self, index: int, env: dict[str, Any], rows: int) -> None:
+    def _evaluate_in_slab(self, index: int, env: dict[str, Any], rows: int | None, total: int | None) -> None:
         step = self._steps[index]
-        self._evaluate(step, env, rows=rows)
+        self._evaluate(step, env, rows=rows, total=total)
         for name in step.release:
             env.pop(name, None)
 
@@ -343,7 +350,7 @@ class MILProgramExecutor:
             raise MILExecutionError(op.op_type, op.name, f"{type(exc).__name__}: {exc}", self.path) from exc
         self._consts[out.name] = value
 
-    def _compile(self, op: Any) -> _Step:
+    def _compile(self, op: Any, shapes: set[str]) -> _Step:
         upcast = op.op_type not in _ops.NO_UPCAST
         static: dict[str, Any] = {}
         consts: list[str] = []
@@ -375,29 +382,48 @@ class MILProgramExecutor:
             outputs,
             upcast,
             tuple(consts),
-            row_wise=self._row_wise(op, static),
+            slab_kind=self._slab_kind(op, static, shapes),
         )
 
-    @staticmethod
-    def _row_wise(op: Any, static: dict[str, Any]) -> bool:
-        """The op's rule in ``ops.ROW_WISE`` holds, it has one output of rank >= 2, every dynamic
-        input has that rank (no broadcast from a lower rank), and no const has rows of its own."""
+    def _slab_kind(self, op: Any, static: dict[str, Any], shapes: set[str]) -> str | None:
+        """How the op may join a slab (:mod:`verify.backends.mil.slabs`); ``shapes``, the variables
+        known to hold shapes so far, gains the op's outputs when it computes shapes."""
+        dynamic = {arg: var for arg, var in op.inputs.items() if arg not in static}
+        variables = [v for var in dynamic.values() for v in (var if isinstance(var, list | tuple) else [var])]
+        variables = [v for v in variables if v.name not in self._consts]  # a tuple's consts are not read
+        ranks = [len(v.shape) for v in op.outputs]
+        if op.op_type == "shape" or (
+            op.op_type in _ops.SHAPE_ARITHMETIC
+            and variables
+            and all(v.name in shapes for v in variables)
+            and all(rank <= 1 for rank in ranks)
+        ):
+            shapes.update(v.name for v in op.outputs)
+            return slabs.SHAPES
+        if len(ranks) != 1 or ranks[0] < 2 or any(isinstance(var, list | tuple) for var in dynamic.values()):
+            return None
+        (out_rank,) = ranks
+        if op.op_type in _ops.SLICED:  # reshape, tile: x holds the rows, the rest is a shape
+            x = dynamic.get("x")
+            others = [var for arg, var in dynamic.items() if arg != "x"]
+            if x is None or len(x.shape) < 2 or any(var.name not in shapes for var in others):
+                return None
+            return slabs.CHECKED
         rule = _ops.ROW_WISE.get(op.op_type)
-        if rule is None or len(op.outputs) != 1:
-            return False
-        rank = len(op.outputs[0].shape)
-        if rank < 2:
-            return False
-        for arg, var in op.inputs.items():
-            if isinstance(var, list | tuple):
-                return False
-            if arg in static:
-                value = static[arg]
-                if isinstance(value, np.ndarray) and value.ndim == rank and value.shape[0] != 1:
-                    return False
-            elif len(var.shape) != rank:
-                return False
-        return rule(static, rank)
+        if rule is None:
+            return None
+        weights = _ops.WEIGHTS.get(op.op_type, frozenset())
+        for arg, value in static.items():
+            if arg in weights or not isinstance(value, np.ndarray):
+                continue
+            if value.ndim == out_rank and value.shape[0] != 1:
+                return None  # a const with rows of its own
+        in_ranks = [len(var.shape) for var in dynamic.values()]
+        if not in_ranks or min(in_ranks) < 2:
+            return None
+        if (len(in_ranks) > 1 or op.op_type not in _ops.CHANGES_RANK) and set(in_ranks) != {out_rank}:
+            return None  # a lower rank broadcasts: its axis 0 is not the rows
+        return slabs.ROWS if rule(static, in_ranks[0], out_rank) else None
 
     @staticmethod
     def _reads(step: _Step) -> list[str]:

@@ -543,7 +543,11 @@ def reshape(ctx: OpContext, x: np.ndarray, shape: np.ndarray) -> np.ndarray:
 
 @register("transpose", upcast=False)
 def transpose(ctx: OpContext, x: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    return np.transpose(x, [_axis(p, x.ndim) for p in np.atleast_1d(perm)]) if x.ndim else x
+    """A C-ordered copy: numpy's ufuncs and reductions follow their input's memory order, so a
+    transposed view would make later ops round by layout (and a slab's joined rows differ)."""
+    if not x.ndim:
+        return x
+    return np.ascontiguousarray(np.transpose(x, [_axis(p, x.ndim) for p in np.atleast_1d(perm)]))
 
 
 @register("expand_dims", upcast=False)
@@ -708,34 +712,37 @@ def constexpr_cast(ctx: OpContext, source_val: np.ndarray, output_dtype: str) ->
 # ---------------------------------------------------------------------------------------------
 # Row-wise ops, for slab execution (verify.backends.mil.slabs)
 
-#: ``rule(static, rank)``: does this op compute output row ``i`` (axis 0) from input row ``i``
-#: alone, given its const inputs and its output rank? The executor checks the rest: every
-#: dynamic input has the output's rank, no const has rows of its own, one output.
-RowRule = Callable[[dict[str, Any], int], bool]
+#: ``rule(static, in_rank, out_rank)``: does this op compute output row ``i`` (axis 0) from input
+#: row ``i`` alone, given its const inputs and the ranks of its first dynamic input and of its
+#: output? The executor checks the rest: one output of rank >= 2, dynamic inputs of rank >= 2 (of
+#: the output's rank when there are several: no broadcast from a lower rank), and no const with
+#: rows of its own (:data:`WEIGHTS` aside).
+RowRule = Callable[[dict[str, Any], int, int], bool]
 
 
-def _any_step(static: dict[str, Any], rank: int) -> bool:
+def _any_step(static: dict[str, Any], in_rank: int, out_rank: int) -> bool:
     return True
 
 
-def _keeps_axis0(key: str, default: Any) -> RowRule:
-    """The op reduces or normalises over ``static[key]``; rows stay apart if axis 0 is not one."""
+def _keeps_axis0(key: str, default: Any, on_output: bool = False) -> RowRule:
+    """The op reduces, normalises or inserts over ``static[key]`` (axes of its input, or of its
+    output with ``on_output``); rows stay apart if axis 0 is not one of them."""
 
-    def rule(static: dict[str, Any], rank: int) -> bool:
-        axes = _axes(static.get(key, default), rank)
+    def rule(static: dict[str, Any], in_rank: int, out_rank: int) -> bool:
+        axes = _axes(static.get(key, default), out_rank if on_output else in_rank)
         return axes is not None and 0 not in axes
 
     return rule
 
 
-def _stacked_matmul_rule(static: dict[str, Any], rank: int) -> bool:
+def _stacked_matmul_rule(static: dict[str, Any], in_rank: int, out_rank: int) -> bool:
     # both operands computed (attention); a const weight operand stays op by op, as linear covers it
-    return rank >= 3 and "x" not in static and "y" not in static
+    return out_rank >= 3 and "x" not in static and "y" not in static
 
 
-def _transpose_rule(static: dict[str, Any], rank: int) -> bool:
+def _transpose_rule(static: dict[str, Any], in_rank: int, out_rank: int) -> bool:
     perm = static.get("perm")
-    return perm is not None and _axis(np.atleast_1d(perm)[0], rank) == 0
+    return perm is not None and _axis(np.atleast_1d(perm)[0], in_rank) == 0
 
 
 ELEMENTWISE = (
@@ -752,5 +759,81 @@ ROW_WISE: dict[str, RowRule] = {
     "matmul": _stacked_matmul_rule,
     "linear": _any_step,
     "transpose": _transpose_rule,
+    "expand_dims": _keeps_axis0("axes", None, on_output=True),
+    "squeeze": _keeps_axis0("axes", None),  # axes None squeezes a batch of one row too: not row-wise
     **{f"reduce_{kind}": _keeps_axis0("axes", None) for kind in ("sum", "mean", "max", "min", "l2_norm")},
+}
+
+#: Row-wise ops whose output rank may differ from their (one) dynamic input's.
+CHANGES_RANK = frozenset({"expand_dims", "squeeze"} | {op for op in ROW_WISE if op.startswith("reduce_")})
+
+#: Const inputs that are an op's parameters, never broadcast against its rows.
+WEIGHTS: dict[str, frozenset[str]] = {
+    "linear": frozenset({"weight", "bias"}),
+    "layer_norm": frozenset({"gamma", "beta"}),
+}
+
+#: Ops that may compute with shapes inside a slab: when every dynamic input is a shape (from
+#: ``shape`` or from such an op) and the result has rank <= 1. Inside a slab ``shape`` reports the
+#: whole batch's rows, so each slice computes the values a whole-batch run computes.
+SHAPE_ARITHMETIC = frozenset(
+    {"add", "cast", "concat", "equal", "floor_div", "gather", "maximum", "minimum", "mul", "not_equal"}
+    | {"real_div", "select", "slice_by_index", "squeeze", "sub", "expand_dims", "identity"}
+)
+
+
+class NotRowWise(Exception):
+    """Raised inside a slab by an op that turns out not to be row-wise for these values; the
+    slab then runs op by op."""
+
+
+def _whole_batch_shape(fn: OpFn, rows: int | None, total: int) -> OpFn:
+    def call(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+        out = np.array(fn(ctx, x))
+        out[0] = total
+        return out
+
+    return call
+
+
+def _reshape_of_rows(fn: OpFn, rows: int | None, total: int) -> OpFn:
+    """A reshape that keeps axis 0 (the batch's rows) keeps each row's values together."""
+
+    def call(ctx: OpContext, x: np.ndarray, shape: np.ndarray) -> np.ndarray:
+        target = np.array(np.atleast_1d(shape))
+        first = int(target[0]) if target.ndim == 1 and target.size else None
+        if first is not None and 0 in target[1:]:  # a 0 copies an input dim: axis 0, perhaps
+            raise NotRowWise(f"reshape to {target.tolist()} copies input dims")
+        if first == total:
+            target[0] = rows
+        elif first != -1:  # -1: inferred, row-wise if each slice keeps its row count
+            raise NotRowWise(f"reshape to {target.tolist()} does not keep the batch's {total} rows")
+        try:
+            out = fn(ctx, x, target)
+        except ValueError as exc:
+            raise NotRowWise(f"reshape to {target.tolist()} fails on a slice: {exc}") from exc
+        if len(out) != rows:
+            raise NotRowWise(f"reshape to {target.tolist()} does not keep the slice's {rows} rows")
+        return out
+
+    return call
+
+
+def _tile_of_rows(fn: OpFn, rows: int | None, total: int) -> OpFn:
+    def call(ctx: OpContext, x: np.ndarray, reps: np.ndarray) -> np.ndarray:
+        if int(np.atleast_1d(reps)[0]) != 1:
+            raise NotRowWise("tile repeats the rows")
+        return fn(ctx, x, reps)
+
+    return call
+
+
+#: ``adapter(fn, rows, total)``: the op function to call on a slice of ``rows`` (None when the
+#: output is the whole batch's) of a batch of ``total`` rows, for ops whose row-wise-ness depends
+#: on values known at run time (``reshape``'s shape, ``tile``'s reps) or that report the batch
+#: (``shape``). It raises :class:`NotRowWise` when the values do not keep the rows apart.
+SLICED: dict[str, Callable[[OpFn, int | None, int], OpFn]] = {
+    "shape": _whole_batch_shape,
+    "reshape": _reshape_of_rows,
+    "tile": _tile_of_rows,
 }
