@@ -237,3 +237,38 @@ def test_no_slice_is_one_row(monkeypatch) -> None:
     assert min(rows or 0 for _, rows in seen) == 2
     assert sum(rows or 0 for index, rows in seen if index == 0) == 5
     assert np.array_equal(env["z"], (x @ weight) * 2)
+
+
+def test_small_batches_run_side_by_side_with_the_same_bits(bundles: Path, monkeypatch) -> None:
+    """MILRunner.run_all shares batches of a few rows over the CPUs (each in one thread) and
+    runs larger ones one at a time; the outputs are those of ``run``, batch by batch."""
+    from verify.backends.runners import MILRunner, Runner
+
+    bundle = bundles / "encoder_v1"
+    runner = MILRunner(ENCODER_V1, bundle / ENCODER_V1.artifact("coreml-fp16").filename)
+    golden = read_golden(bundle / "golden")
+    names = [spec.name for spec in ENCODER_V1.inputs]
+    order = length_order(golden)
+    threads: list[list[str]] = []
+    real = parallel.over_items
+
+    def over_items(work, count):
+        threads.append([])
+
+        def recorded(i: int) -> None:
+            threads[-1].append(threading.current_thread().name)
+            work(i)
+
+        real(recorded, count)
+
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    monkeypatch.setattr(parallel, "over_items", over_items)
+    small = [golden.batch(names, order[i : i + 1]) for i in (0, 40, 79, 5)]  # short to 256 tokens
+    got = runner.run_all(small)
+    assert len(threads) == 1 and len(threads[0]) == 4  # the batches went to the pool of two
+    for feed, outputs in zip(small, got, strict=True):
+        expected = Runner.run_all(runner, [feed])[0]
+        assert all(np.array_equal(outputs[k], expected[k]) for k in expected)
+    threads.clear()
+    runner.run_all([golden.batch(names, order[:64]), golden.batch(names, order[64:])])
+    assert all(len(items) > 1 for items in threads)  # the slabs shared rows, not the batches

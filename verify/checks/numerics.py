@@ -29,9 +29,10 @@ def run_goldens(runner: Runner, contract: Contract, golden: Golden, batch: int) 
     names = [spec.name for spec in contract.inputs]
     order = length_order(golden)
     results: dict[str, list[Any]] = {spec.name: [None] * golden.rows for spec in contract.outputs}
-    for start in range(0, golden.rows, batch):
-        rows = order[start : start + batch]
-        outputs = runner.run(golden.batch(names, rows))
+    batches = [order[start : start + batch] for start in range(0, golden.rows, batch)]
+    for rows, outputs in zip(
+        batches, runner.run_all([golden.batch(names, rows) for rows in batches]), strict=True
+    ):
         for name, rows_out in results.items():
             for row, value in zip(rows, outputs[name], strict=True):
                 rows_out[row] = value

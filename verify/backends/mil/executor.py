@@ -13,9 +13,9 @@ Numerics, and how they differ from a real device
   PyTorch float32 reference to ~1e-6, and the Core ML CPU fp32 path to a similar degree; they
   are not bit-exact with any device (summation order, BLAS blocking, erf/exp implementations).
 * fp16 programs are *emulated*: every op computes in float32 from fp16 inputs, and each output
-  whose MIL dtype is fp16 is rounded to float16 (``astype(np.float16)``) before the next op
-  reads it. fp16 consts keep their fp16 values. This models fp16 *storage* between ops only.
-  The GPU and the Neural Engine differ in ways this does not model:
+  whose MIL dtype is fp16 is rounded to float16 (as ``astype(np.float16)`` would; :mod:`.half`)
+  before the next op reads it. fp16 consts keep their fp16 values. This models fp16 *storage*
+  between ops only. The GPU and the Neural Engine differ in ways this does not model:
 
   - accumulation precision: ANE matmul/conv accumulate in reduced precision (fp16 or wider
     but not fp32-exact), GPUs typically accumulate fp16 GEMMs in fp32 with their own blocking;
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from verify.backends.mil import half, slabs
 from verify.backends.mil import ops as _ops
-from verify.backends.mil import slabs
 from verify.backends.mil.errors import MILExecutionError, UnsupportedOpError
 from verify.backends.traced import GraphOp, Observer
 
@@ -81,7 +81,7 @@ def _const_value(value: Any) -> Any:
 
 def _upcast(value: Any) -> Any:
     if isinstance(value, np.ndarray) and value.dtype == np.float16:
-        return value.astype(np.float32)
+        return half.cast(value, np.dtype(np.float32))
     return value
 
 
@@ -277,7 +277,7 @@ class MILProgramExecutor:
             for (name, dtype, declared), value in zip(step.outputs, results, strict=True):
                 value = np.asarray(value)
                 if value.dtype != dtype:
-                    value = value.astype(dtype)  # fp16 storage emulation happens here
+                    value = half.cast(value, dtype)  # fp16 storage emulation happens here
                 if rows is None:
                     shape_ok = _shape_ok(declared, value.shape)
                 else:
