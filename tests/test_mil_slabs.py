@@ -130,7 +130,8 @@ def test_an_input_of_one_row_goes_whole_to_every_slice(tmp_path: Path, monkeypat
     assert all(np.array_equal(got[k], whole[k]) and got[k].shape == whole[k].shape for k in whole)
 
 
-def test_inputs_of_other_row_counts_leave_the_environment_alone() -> None:
+def test_inputs_of_other_row_counts_leave_the_environment_alone(monkeypatch) -> None:
+    monkeypatch.setattr(slabs, "SLICE_ELEMENTS", 1)  # one row a slice, were the rows one count
     slab = slabs.Slab(0, 2, ("a", "b"), ("d",), (slabs.ROWS,) * 2, (("a", "b"), ("c",)), (("c",), ("d",)))
     env = {"a": np.ones((4, 3)), "b": np.ones((2, 3))}
     assert not slabs.run(slab, env, lambda *args: pytest.fail("nothing may run"))
