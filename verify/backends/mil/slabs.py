@@ -129,8 +129,8 @@ def run(slab: Slab, env: dict[str, Any], evaluate: Evaluate) -> bool:
         if out_sliced:
             sliced.update(writes)
         calls.append((out_sliced, reads_sliced))
-    per_row = max(value.size for name, value in zip(slab.inputs, values, strict=True) if name in sliced)
-    step = max(1, SLICE_ELEMENTS // max(per_row // total, 1))
+    largest = max(value.size for name, value in zip(slab.inputs, values, strict=True) if name in sliced)
+    step = max(1, SLICE_ELEMENTS // max(largest // total, 1))  # rows a slice
     parts = -(-total // step)
     if parts < 2 or total < 2 * MIN_ROWS:
         return False
